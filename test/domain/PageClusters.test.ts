@@ -190,7 +190,9 @@ describe("PageClusters", () => {
     fc.assert(
       fc.property(clusteredPoints, clusteredPoints, (history, next) => {
         const original = new PageClusters(RADIUS)
-        history.forEach((p, t) => original.assign(p.x, p.y, t))
+        history.forEach((p, t) => {
+          original.assign(p.x, p.y, t)
+        })
         const restored = PageClusters.fromSnapshot(RADIUS, JSON.parse(JSON.stringify(original.toSnapshot())))
         expect(restored.toSnapshot()).toEqual(original.toSnapshot())
         for (const p of next) expect(restored.assign(p.x, p.y, 0)).toBe(original.assign(p.x, p.y, 0))

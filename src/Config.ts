@@ -1,0 +1,49 @@
+import { Config, Duration, Effect, LogLevel } from "effect"
+
+const positiveInt = (name: string, fallback: number) =>
+  Config.integer(name).pipe(
+    Config.validate({ message: `${name} must be a positive integer`, validation: (n) => n > 0 }),
+    Config.withDefault(fallback),
+  )
+
+const nonNegativeDuration = (name: string, fallback: Duration.DurationInput) =>
+  Config.duration(name).pipe(
+    Config.validate({
+      message: `${name} must be a duration such as "500 millis" or "5 seconds"`,
+      validation: Duration.isFinite,
+    }),
+    Config.withDefault(Duration.decode(fallback)),
+  )
+
+/** The service's settings, read from the environment once at start-up; the only reader of `process.env`. */
+export class AppConfig extends Effect.Service<AppConfig>()("AppConfig", {
+  effect: Effect.gen(function* () {
+    return {
+      host: yield* Config.string("HOST").pipe(Config.withDefault("0.0.0.0")),
+      port: yield* Config.port("PORT").pipe(Config.withDefault(8000)),
+      /** Postgres server to use; none → the embedded database under `dataDir`. */
+      databaseUrl: yield* Config.option(Config.redacted("DATABASE_URL")),
+      dataDir: yield* Config.string("DATA_DIR").pipe(Config.withDefault("./data")),
+      dbPoolSize: yield* positiveInt("DB_POOL_SIZE", 10),
+      /** How long a database call may take before the request it serves answers 503. */
+      dbTimeout: yield* nonNegativeDuration("DB_TIMEOUT", "5 seconds"),
+      clusterRadius: yield* Config.number("CLUSTER_RADIUS").pipe(
+        Config.validate({
+          message: "CLUSTER_RADIUS must be a number in [1e-6, 2]",
+          validation: (r) => Number.isFinite(r) && r >= 1e-6 && r <= 2,
+        }),
+        Config.withDefault(0.04),
+      ),
+      mailboxSize: yield* positiveInt("MAILBOX_SIZE", 1024),
+      writerBatchSize: yield* positiveInt("WRITER_BATCH_SIZE", 1000),
+      writerLinger: yield* nonNegativeDuration("WRITER_LINGER", "0 millis"),
+      snapshotEvery: yield* positiveInt("SNAPSHOT_EVERY", 1000),
+      snapshotInterval: yield* nonNegativeDuration("SNAPSHOT_INTERVAL", "60 seconds"),
+      actorIdleTimeout: yield* nonNegativeDuration("ACTOR_IDLE_TIMEOUT", "5 minutes"),
+      shutdownTimeout: yield* nonNegativeDuration("SHUTDOWN_TIMEOUT", "10 seconds"),
+      maxBodyBytes: yield* positiveInt("MAX_BODY_BYTES", 16 * 1024),
+      adminToken: yield* Config.option(Config.redacted("ADMIN_TOKEN")),
+      logLevel: yield* Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+    }
+  }),
+}) {}

@@ -1,0 +1,151 @@
+import { Deferred, Duration, Effect, Option } from "effect"
+import { AppConfig } from "../Config.ts"
+import { PageClusters } from "../domain/PageClusters.ts"
+import { ClickLog, Incarnation } from "../persistence/ClickLog.ts"
+import { ClickRepository } from "../persistence/ClickRepository.ts"
+import { SnapshotStore } from "../persistence/SnapshotStore.ts"
+import { StorageUnavailable } from "./PageErrors.ts"
+import type { PageMessage } from "./PageProtocol.ts"
+
+/** What a page actor holds between messages. */
+export interface PageState {
+  readonly page: string
+  readonly clusters: PageClusters
+  readonly incarnation: Incarnation
+  /** Number of the page's last click (0 before the first). */
+  seq: number
+  /** The commit of the last click handed to the log: a snapshot waits for it. */
+  lastCommit: Effect.Effect<void, StorageUnavailable>
+  /** The last click covered by the latest snapshot, and when it was taken. */
+  snapshotSeq: number
+  snapshotAt: number
+}
+
+const storageUnavailable = (what: string) => (cause: unknown) =>
+  Effect.logWarning(`${what} failed`, cause).pipe(
+    Effect.zipRight(new StorageUnavailable({ message: `${what} failed; retry` })),
+  )
+
+/**
+ * The page actor's behaviour, apart from how it is hosted: how a page's state is recovered, how each message is
+ * answered (every decision is the domain's), and how the state is snapshotted.
+ */
+export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageBehaviour", {
+  effect: Effect.gen(function* () {
+    const config = yield* AppConfig
+    const clickLog = yield* ClickLog
+    const clicks = yield* ClickRepository
+    const snapshots = yield* SnapshotStore
+    const radius = config.clusterRadius
+    const snapshotIntervalMs = Duration.toMillis(config.snapshotInterval)
+
+    /** Latest snapshot (when it was taken with this radius) + the clicks after it, in order. */
+    const recover = (page: string) =>
+      Effect.gen(function* () {
+        const snapshot = Option.filter(yield* snapshots.latest(page), (s) => s.radius === radius)
+        const clusters = Option.match(snapshot, {
+          onNone: () => new PageClusters(radius),
+          onSome: (s) => PageClusters.fromSnapshot(radius, s.clusters),
+        })
+        const from = Option.match(snapshot, { onNone: () => 0, onSome: (s) => s.seq })
+        const rows = yield* clicks.clicksAfter(page, from)
+        let seq = from
+        for (const [x, y, , at, rowSeq] of rows) {
+          clusters.assign(x, y, at)
+          seq = rowSeq
+        }
+        const state: PageState = {
+          page,
+          clusters,
+          incarnation: new Incarnation(),
+          seq,
+          lastCommit: Effect.void,
+          snapshotSeq: from,
+          snapshotAt: Date.now(),
+        }
+        return state
+      }).pipe(
+        Effect.timeout(config.dbTimeout),
+        Effect.catchAll(storageUnavailable("page recovery")),
+        Effect.withSpan("PageBehaviour.recover", { attributes: { page } }),
+      )
+
+    /** Answers one message; a save hands its click to the log and replies without waiting for the commit. */
+    const handle = (state: PageState, message: PageMessage) =>
+      Effect.gen(function* () {
+        const clusters = state.clusters
+        switch (message._tag) {
+          case "Save": {
+            const at = Date.now()
+            const before = clusters.size
+            const clusterIdx = clusters.assign(message.x, message.y, at)
+            state.seq += 1
+            const committed = yield* clickLog.append(
+              {
+                page: state.page,
+                seq: state.seq,
+                x: message.x,
+                y: message.y,
+                clusterIdx,
+                at,
+                requestId: message.requestId,
+              },
+              state.incarnation,
+            )
+            state.lastCommit = committed
+            Deferred.unsafeDone(
+              message.reply,
+              Effect.succeed({ clusterIdx, isNew: clusterIdx === before, committed }),
+            )
+            return
+          }
+          case "Predict": {
+            const i = clusters.predict(message.x, message.y)
+            Deferred.unsafeDone(message.reply, Effect.succeed(i === PageClusters.NONE ? null : i))
+            return
+          }
+          case "Largest": {
+            const i = clusters.largest()
+            Deferred.unsafeDone(
+              message.reply,
+              Effect.succeed(i === PageClusters.NONE ? Option.none() : Option.some(i)),
+            )
+            return
+          }
+          case "Clusters": {
+            const all = Array.from({ length: clusters.size }, (_, i) => clusters.summary(i))
+            Deferred.unsafeDone(message.reply, Effect.succeed(all))
+            return
+          }
+        }
+      })
+
+    /** Whether the page has clicks its snapshot does not cover and one is due. */
+    const snapshotDue = (state: PageState, now: number) =>
+      state.seq > state.snapshotSeq &&
+      (state.seq - state.snapshotSeq >= config.snapshotEvery || now - state.snapshotAt >= snapshotIntervalMs)
+
+    /**
+     * Captures the state now and returns the effect that stores it once every click it covers is committed
+     * (a snapshot never holds a click the log does not). The actor forks that effect: it is off the request path.
+     */
+    const takeSnapshot = (state: PageState) => {
+      const seq = state.seq
+      const clusters = state.clusters.toSnapshot()
+      const committed = state.lastCommit
+      state.snapshotSeq = seq
+      state.snapshotAt = Date.now()
+      return committed.pipe(
+        Effect.zipRight(snapshots.save(state.page, { seq, radius, clusters })),
+        Effect.timeout(config.dbTimeout),
+        Effect.catchAll((cause) =>
+          Effect.logWarning("snapshot not stored", cause).pipe(
+            Effect.annotateLogs({ page: state.page, seq }),
+          ),
+        ),
+      )
+    }
+
+    return { recover, handle, snapshotDue, takeSnapshot } as const
+  }),
+}) {}

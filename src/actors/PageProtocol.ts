@@ -1,0 +1,25 @@
+import type { Deferred, Effect, Option } from "effect"
+import type { ClusterSummary } from "../domain/PageClusters.ts"
+import type { StorageUnavailable } from "./PageErrors.ts"
+
+/** The answer to a save: decided at once, acknowledged to the client once `committed` succeeds. */
+export interface SaveReply {
+  readonly clusterIdx: number
+  readonly isNew: boolean
+  readonly committed: Effect.Effect<void, StorageUnavailable>
+}
+
+type Reply<A> = Deferred.Deferred<A, StorageUnavailable>
+
+/** The messages a page actor serves, one at a time in arrival order; each carries where its reply goes. */
+export type PageMessage =
+  | {
+      readonly _tag: "Save"
+      readonly x: number
+      readonly y: number
+      readonly requestId: string | null
+      readonly reply: Reply<SaveReply>
+    }
+  | { readonly _tag: "Predict"; readonly x: number; readonly y: number; readonly reply: Reply<number | null> }
+  | { readonly _tag: "Largest"; readonly reply: Reply<Option.Option<number>> }
+  | { readonly _tag: "Clusters"; readonly reply: Reply<ReadonlyArray<ClusterSummary>> }

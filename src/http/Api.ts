@@ -1,0 +1,94 @@
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+import { PageBusy, PageNotFound, StorageUnavailable } from "../actors/PageErrors.ts"
+
+/** A relative position on the page: a finite number in [0, 1]. */
+const Coordinate = Schema.Number.pipe(Schema.finite(), Schema.between(0, 1))
+
+export const PageUuid = Schema.String.pipe(
+  Schema.minLength(1, { message: () => "page_uuid must not be empty" }),
+  Schema.maxLength(512, { message: () => "page_uuid must be at most 512 characters" }),
+)
+
+/** A tracker's click; unknown fields are ignored. */
+export const Click = Schema.Struct({
+  page_uuid: PageUuid,
+  coordinates: Schema.Struct({ x: Coordinate, y: Coordinate }),
+})
+
+export const SaveResult = Schema.Struct({ cluster_idx: Schema.Int, is_new: Schema.Boolean })
+export const PredictResult = Schema.Struct({ cluster_idx: Schema.NullOr(Schema.Int) })
+export const BestCluster = Schema.Struct({
+  cluster: Schema.Struct({
+    cluster_idx: Schema.Int,
+    all_coordinates: Schema.Array(Schema.Struct({ x: Schema.Number, y: Schema.Number })),
+  }),
+})
+
+/** A request whose body, query or headers do not fit the endpoint; names each problem's path. */
+export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()(
+  "InvalidRequest",
+  {
+    message: Schema.String,
+    issues: Schema.Array(Schema.Struct({ path: Schema.String, message: Schema.String })),
+  },
+  HttpApiSchema.annotations({ status: 422 }),
+) {}
+
+/** A body that is not JSON at all (or could not be read). */
+export class MalformedRequest extends Schema.TaggedError<MalformedRequest>()(
+  "MalformedRequest",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 400 }),
+) {}
+
+/** No such route. */
+export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()(
+  "RouteNotFound",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 404 }),
+) {}
+
+const save = <const Name extends string>(name: Name, path: `/${string}`) =>
+  HttpApiEndpoint.post(name, path)
+    .setPayload(Click)
+    .addSuccess(SaveResult)
+    .addError(PageBusy)
+    .addError(StorageUnavailable)
+    .annotate(OpenApi.Description, "Stores a click durably and answers the cluster it joined or founded.")
+
+const predict = <const Name extends string>(name: Name, path: `/${string}`) =>
+  HttpApiEndpoint.post(name, path)
+    .setPayload(Click)
+    .addSuccess(PredictResult)
+    .addError(PageBusy)
+    .addError(StorageUnavailable)
+    .annotate(OpenApi.Description, "The cluster a click would join; stores nothing.")
+
+/** The trackers' contract (CONTRACT.md): paths, bodies and answers are fixed. */
+export class TrackerApi extends HttpApiGroup.make("tracker")
+  .add(save("saveClick", "/save_click_and_predict_cluster"))
+  .add(save("newClick", "/new_click"))
+  .add(predict("predictCluster", "/predict_cluster"))
+  .add(predict("predictClick", "/predict_click"))
+  .add(
+    HttpApiEndpoint.get("bestCluster", "/get_best_cluster")
+      .setUrlParams(Schema.Struct({ page_uuid: PageUuid }))
+      .addSuccess(BestCluster)
+      .addError(PageNotFound)
+      .addError(PageBusy)
+      .addError(StorageUnavailable)
+      .annotate(OpenApi.Description, "The page's cluster with the most clicks, with every click in it."),
+  )
+  .add(HttpApiEndpoint.get("version", "/").addSuccess(Schema.Struct({ version: Schema.Literal(0) }))) {}
+
+export class Api extends HttpApi.make("click-clusters")
+  .add(TrackerApi)
+  .addError(InvalidRequest)
+  .addError(MalformedRequest)
+  .addError(RouteNotFound)
+  .annotate(OpenApi.Title, "Click clusters")
+  .annotate(
+    OpenApi.Description,
+    "Online clustering of page clicks, one actor per page, every click durable.",
+  ) {}

@@ -1,0 +1,26 @@
+import { createServer } from "node:http"
+import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { AppConfig } from "../Config.ts"
+import { Api } from "./Api.ts"
+import { ErrorResponsesLive } from "./ErrorResponses.ts"
+import { TrackerHttpLive } from "./TrackerHttp.ts"
+
+/** The API with its handlers and error mapping. */
+export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([TrackerHttpLive, ErrorResponsesLive]))
+
+const NodeServerLive = Layer.unwrapEffect(
+  Effect.map(AppConfig, (config) =>
+    NodeHttpServer.layer(createServer, { host: config.host, port: config.port }),
+  ),
+)
+
+/** The HTTP server: the API, its OpenAPI document at /openapi.json and a docs UI at /docs. */
+export const HttpLive = HttpApiBuilder.serve().pipe(
+  Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+  Layer.provide(ApiLive),
+  HttpServer.withLogAddress,
+  Layer.provide(NodeServerLive),
+)

@@ -1,0 +1,55 @@
+import { HttpApiBuilder } from "@effect/platform"
+import { Effect, Option } from "effect"
+import { PageActorHost } from "../actors/PageActorHost.ts"
+import { PageNotFound, StorageUnavailable } from "../actors/PageErrors.ts"
+import { AppConfig } from "../Config.ts"
+import { ClickRepository } from "../persistence/ClickRepository.ts"
+import { Api } from "./Api.ts"
+
+interface ClickPayload {
+  readonly page_uuid: string
+  readonly coordinates: { readonly x: number; readonly y: number }
+}
+
+/** The trackers' endpoints: decode (done by the API), one actor message, encode. */
+export const TrackerHttpLive = HttpApiBuilder.group(Api, "tracker", (handlers) =>
+  Effect.gen(function* () {
+    const host = yield* PageActorHost
+    const clicks = yield* ClickRepository
+    const config = yield* AppConfig
+
+    const save = ({ payload }: { readonly payload: ClickPayload }) =>
+      host
+        .save(payload.page_uuid, payload.coordinates.x, payload.coordinates.y, null)
+        .pipe(Effect.map((r) => ({ cluster_idx: r.clusterIdx, is_new: r.isNew })))
+
+    const predict = ({ payload }: { readonly payload: ClickPayload }) =>
+      host
+        .predict(payload.page_uuid, payload.coordinates.x, payload.coordinates.y)
+        .pipe(Effect.map((cluster_idx) => ({ cluster_idx })))
+
+    const bestCluster = ({ urlParams }: { readonly urlParams: { readonly page_uuid: string } }) =>
+      Effect.gen(function* () {
+        const page = urlParams.page_uuid
+        const largest = yield* host.largestCluster(page)
+        if (Option.isNone(largest)) return yield* new PageNotFound({ message: `page ${page} has no clicks` })
+        const all_coordinates = yield* clicks.clusterCoordinates(page, largest.value).pipe(
+          Effect.timeout(config.dbTimeout),
+          Effect.catchAll((cause) =>
+            Effect.logWarning("reading a cluster's clicks failed", cause).pipe(
+              Effect.zipRight(new StorageUnavailable({ message: "the click log could not be read; retry" })),
+            ),
+          ),
+        )
+        return { cluster: { cluster_idx: largest.value, all_coordinates } }
+      })
+
+    return handlers
+      .handle("saveClick", save)
+      .handle("newClick", save)
+      .handle("predictCluster", predict)
+      .handle("predictClick", predict)
+      .handle("bestCluster", bestCluster)
+      .handle("version", () => Effect.succeed({ version: 0 as const }))
+  }),
+)

@@ -1,0 +1,29 @@
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect, Layer, Logger } from "effect"
+import { PageActorHost } from "./actors/PageActorHost.ts"
+import { PageBehaviour } from "./actors/PageBehaviour.ts"
+import { AppConfig } from "./Config.ts"
+import { HttpLive } from "./http/HttpLive.ts"
+import { ClickLog } from "./persistence/ClickLog.ts"
+import { ClickRepository } from "./persistence/ClickRepository.ts"
+import { SnapshotStore } from "./persistence/SnapshotStore.ts"
+import { SqlLive } from "./persistence/Sql.ts"
+
+const StorageLive = Layer.mergeAll(ClickLog.Default, ClickRepository.Default, SnapshotStore.Default).pipe(
+  Layer.provideMerge(SqlLive),
+)
+
+const ActorsLive = PageActorHost.Default.pipe(Layer.provide(PageBehaviour.Default))
+
+/** One JSON object per log line, at the configured level, for everything the process logs. */
+const LoggingLive = Layer.unwrapEffect(
+  Effect.map(AppConfig, (config) => Layer.merge(Logger.json, Logger.minimumLogLevel(config.logLevel))),
+).pipe(Layer.provide(AppConfig.Default))
+
+const MainLive = HttpLive.pipe(
+  Layer.provide(ActorsLive),
+  Layer.provide(StorageLive),
+  Layer.provide(AppConfig.Default),
+)
+
+Layer.launch(MainLive).pipe(Effect.provide(LoggingLive), NodeRuntime.runMain({ disablePrettyLogger: true }))

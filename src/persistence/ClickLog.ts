@@ -1,0 +1,131 @@
+import { SqlClient } from "@effect/sql"
+import { Deferred, Duration, Effect, Queue } from "effect"
+import { StorageUnavailable } from "../actors/PageErrors.ts"
+import { AppConfig } from "../Config.ts"
+
+/** One click as stored. */
+export interface ClickRecord {
+  readonly page: string
+  readonly seq: number
+  readonly x: number
+  readonly y: number
+  readonly clusterIdx: number
+  /** Epoch milliseconds. */
+  readonly at: number
+  readonly requestId: string | null
+}
+
+/**
+ * One life of a page actor, from its recovery to its stop. When a batch holding one of its clicks fails, the whole
+ * incarnation fails: its later clicks, computed on a state the database will not have, are not written either,
+ * and the actor recovers from the database before it serves again.
+ */
+export class Incarnation {
+  failed = false
+  /** Clicks handed to the log and not yet committed or failed. */
+  pending = 0
+}
+
+interface Pending {
+  readonly record: ClickRecord
+  readonly incarnation: Incarnation
+  readonly committed: Deferred.Deferred<void, StorageUnavailable>
+}
+
+/**
+ * The click log writer (group commit): one fiber takes every waiting click of every page, writes them in one
+ * multi-row insert and then settles each caller. Batches are written one after another, so a page's clicks commit
+ * in their order and a failed batch stops its pages' later clicks before they are written.
+ */
+export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog", {
+  scoped: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const config = yield* AppConfig
+    const queue = yield* Queue.bounded<Pending>(config.writerBatchSize * 4)
+    let writing = false
+
+    const insert = (records: ReadonlyArray<ClickRecord>) =>
+      sql`
+        INSERT INTO clicks (page_uuid, seq, x, y, cluster_idx, request_id, created_at)
+        SELECT page_uuid, seq, x, y, cluster_idx, request_id, to_timestamp(at_ms / 1000.0)
+        FROM unnest(
+          ${records.map((r) => r.page)}::text[], ${records.map((r) => r.seq)}::bigint[],
+          ${records.map((r) => r.x)}::float8[], ${records.map((r) => r.y)}::float8[],
+          ${records.map((r) => r.clusterIdx)}::int[], ${records.map((r) => r.requestId)}::uuid[],
+          ${records.map((r) => r.at)}::float8[]
+        ) AS batch(page_uuid, seq, x, y, cluster_idx, request_id, at_ms)
+      `
+
+    const fail = (batch: ReadonlyArray<Pending>, message: string) =>
+      Effect.forEach(
+        batch,
+        (p) => {
+          p.incarnation.failed = true
+          p.incarnation.pending--
+          return Deferred.fail(p.committed, new StorageUnavailable({ message }))
+        },
+        { discard: true },
+      )
+
+    const writeBatch = (taken: ReadonlyArray<Pending>) =>
+      Effect.gen(function* () {
+        const live = taken.filter((p) => !p.incarnation.failed)
+        if (live.length < taken.length) {
+          yield* fail(
+            taken.filter((p) => p.incarnation.failed),
+            "an earlier click of this page was not stored; retry",
+          )
+        }
+        if (live.length === 0) return
+        const outcome = yield* insert(live.map((p) => p.record)).pipe(
+          Effect.timeoutFail({
+            duration: config.dbTimeout,
+            onTimeout: () => new StorageUnavailable({ message: "the click log did not commit in time" }),
+          }),
+          Effect.either,
+        )
+        if (outcome._tag === "Left") {
+          yield* Effect.logWarning("click log batch failed", outcome.left)
+          return yield* fail(live, "the click could not be stored; retry")
+        }
+        for (const p of live) {
+          p.incarnation.pending--
+          Deferred.unsafeDone(p.committed, Effect.void)
+        }
+      })
+
+    const flushLoop = Effect.gen(function* () {
+      const first = yield* Queue.takeBetween(queue, 1, config.writerBatchSize)
+      writing = true
+      let batch = Array.from(first)
+      if (batch.length < config.writerBatchSize && Duration.toMillis(config.writerLinger) > 0) {
+        yield* Effect.sleep(config.writerLinger)
+        batch = batch.concat(Array.from(yield* Queue.takeUpTo(queue, config.writerBatchSize - batch.length)))
+      }
+      yield* writeBatch(batch)
+      writing = false
+    }).pipe(Effect.forever)
+
+    yield* Effect.forkScoped(flushLoop)
+    // On shutdown, let the writer commit what it holds before the pool closes.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        while (writing || (yield* Queue.size(queue)) > 0) yield* Effect.sleep("2 millis")
+      }),
+    )
+
+    return {
+      /**
+       * Hands a click to the writer (waiting while its queue is full) and returns the effect that waits for the
+       * click's commit: the actor goes on with its next message while the caller waits.
+       */
+      append: (record: ClickRecord, incarnation: Incarnation) =>
+        Effect.gen(function* () {
+          const committed = yield* Deferred.make<void, StorageUnavailable>()
+          incarnation.pending++
+          yield* Queue.offer(queue, { record, incarnation, committed })
+          return Deferred.await(committed)
+        }),
+    }
+  }),
+}) {}

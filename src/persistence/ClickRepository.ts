@@ -1,0 +1,37 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+
+/** A stored click as recovery replays it: [x, y, cluster_idx, created_at in epoch ms, seq]. */
+export type StoredClick = readonly [x: number, y: number, clusterIdx: number, at: number, seq: number]
+
+const toStoredClick = (row: ReadonlyArray<unknown>): StoredClick => [
+  Number(row[0]),
+  Number(row[1]),
+  Number(row[2]),
+  Number(row[3]),
+  Number(row[4]),
+]
+
+/** Reads of the clicks table (writes go through the ClickLog writer). */
+export class ClickRepository extends Effect.Service<ClickRepository>()("persistence/ClickRepository", {
+  effect: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    return {
+      /** A page's clicks after `seq`, in order. Rows come as arrays: replaying a large page allocates less. */
+      clicksAfter: (page: string, seq: number) =>
+        sql<StoredClick>`
+          SELECT x, y, cluster_idx, extract(epoch FROM created_at)::float8 * 1000, seq::float8
+          FROM clicks WHERE page_uuid = ${page} AND seq > ${seq} ORDER BY seq
+        `.values.pipe(
+          Effect.map((rows) => rows.map(toStoredClick)),
+          Effect.withSpan("ClickRepository.clicksAfter"),
+        ),
+
+      /** Every click of one cluster of a page, in the order they were made. */
+      clusterCoordinates: (page: string, clusterIdx: number) =>
+        sql<{ x: number; y: number }>`
+          SELECT x, y FROM clicks WHERE page_uuid = ${page} AND cluster_idx = ${clusterIdx} ORDER BY seq
+        `.pipe(Effect.withSpan("ClickRepository.clusterCoordinates")),
+    }
+  }),
+}) {}

@@ -1,0 +1,71 @@
+import { SqlClient } from "@effect/sql"
+import { Effect, Option, Schema } from "effect"
+import type { PageClustersSnapshot } from "../domain/PageClusters.ts"
+
+const Column = Schema.Array(Schema.Number)
+
+/** A snapshot as stored in `page_snapshots.clusters`; `format` changes when the layout does. */
+const SnapshotDocument = Schema.Struct({
+  format: Schema.Literal(1),
+  radius: Schema.Number,
+  sumX: Column,
+  sumY: Column,
+  count: Column,
+  firstAt: Column,
+  lastAt: Column,
+}).pipe(
+  Schema.filter((s) => {
+    const n = s.count.length
+    return (
+      (s.sumX.length === n && s.sumY.length === n && s.firstAt.length === n && s.lastAt.length === n) ||
+      "snapshot columns differ in length"
+    )
+  }),
+)
+
+const decodeDocument = Schema.decodeUnknown(Schema.parseJson(SnapshotDocument))
+
+/** A page's state after click `seq`. */
+export interface PageSnapshot {
+  readonly seq: number
+  readonly radius: number
+  readonly clusters: PageClustersSnapshot
+}
+
+/** Per-page snapshots: the latest state of a page and the last click it covers. */
+export class SnapshotStore extends Effect.Service<SnapshotStore>()("persistence/SnapshotStore", {
+  effect: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    return {
+      /** The page's snapshot; one that cannot be read is skipped with a warning (the caller replays clicks). */
+      latest: (page: string) =>
+        Effect.gen(function* () {
+          const rows = yield* sql<{ seq: string; clusters: string }>`
+            SELECT seq::text AS seq, clusters::text AS clusters FROM page_snapshots WHERE page_uuid = ${page}
+          `
+          const row = rows[0]
+          if (row === undefined) return Option.none<PageSnapshot>()
+          return yield* decodeDocument(row.clusters).pipe(
+            Effect.map(({ format: _format, radius, ...clusters }) =>
+              Option.some<PageSnapshot>({ seq: Number(row.seq), radius, clusters }),
+            ),
+            Effect.catchTag("ParseError", (error) =>
+              Effect.logWarning("unreadable snapshot ignored; the page is rebuilt from its clicks").pipe(
+                Effect.annotateLogs({ page, error: error.message }),
+                Effect.as(Option.none<PageSnapshot>()),
+              ),
+            ),
+          )
+        }).pipe(Effect.withSpan("SnapshotStore.latest")),
+
+      /** Stores a snapshot unless a newer one is already there. */
+      save: (page: string, snapshot: PageSnapshot) =>
+        sql`
+          INSERT INTO page_snapshots (page_uuid, seq, clusters, taken_at)
+          VALUES (${page}, ${snapshot.seq}, ${JSON.stringify({ format: 1, radius: snapshot.radius, ...snapshot.clusters })}::jsonb, now())
+          ON CONFLICT (page_uuid) DO UPDATE SET seq = excluded.seq, clusters = excluded.clusters, taken_at = excluded.taken_at
+          WHERE page_snapshots.seq < excluded.seq
+        `.pipe(Effect.asVoid, Effect.withSpan("SnapshotStore.save")),
+    }
+  }),
+}) {}
