@@ -1,0 +1,45 @@
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { loadCases, replay, runId } from "../support/Cases.ts"
+import { ServerProcess } from "../support/ServerProcess.ts"
+import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+
+const cases = loadCases().map((c) => ({ ...c, run: runId() }))
+
+/** Replays the steps of every case between two fractions of its length; the first mismatch per case. */
+const replayPart = (url: string, from: number, to: number) =>
+  Promise.all(
+    cases.map(async ({ name, steps, run }) => {
+      const error = await replay(
+        url,
+        steps.slice(Math.floor(steps.length * from), Math.floor(steps.length * to)),
+        run,
+      )
+      return error === null ? null : `${name}: ${error}`
+    }),
+  ).then((errors) => errors.filter((e) => e !== null))
+
+describe.each(storageModes())("restart, $name storage", ({ make }) => {
+  let storage: StorageMode
+  let server: ServerProcess
+
+  beforeAll(async () => {
+    storage = await make()
+  })
+  afterAll(async () => {
+    await server?.stop("SIGKILL")
+    await storage?.dispose()
+  })
+
+  it("answers as if nothing happened after a SIGKILL and after a SIGTERM", async () => {
+    server = await ServerProcess.start(storage.env)
+    expect(await replayPart(server.url, 0, 1 / 3)).toEqual([])
+
+    expect(await server.stop("SIGKILL")).toBeNull()
+    server = await ServerProcess.start(storage.env)
+    expect(await replayPart(server.url, 1 / 3, 2 / 3)).toEqual([])
+
+    expect(await server.stop("SIGTERM")).toBe(0)
+    server = await ServerProcess.start(storage.env)
+    expect(await replayPart(server.url, 2 / 3, 1)).toEqual([])
+  })
+})
