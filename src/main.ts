@@ -4,14 +4,18 @@ import { PageActorHost } from "./actors/PageActorHost.ts"
 import { PageBehaviour } from "./actors/PageBehaviour.ts"
 import { AppConfig } from "./Config.ts"
 import { HttpLive } from "./http/HttpLive.ts"
+import { ActivityRepository } from "./persistence/ActivityRepository.ts"
 import { ClickLog } from "./persistence/ClickLog.ts"
 import { ClickRepository } from "./persistence/ClickRepository.ts"
 import { SnapshotStore } from "./persistence/SnapshotStore.ts"
 import { SqlLive } from "./persistence/Sql.ts"
 
-const StorageLive = Layer.mergeAll(ClickLog.Default, ClickRepository.Default, SnapshotStore.Default).pipe(
-  Layer.provideMerge(SqlLive),
-)
+const StorageLive = Layer.mergeAll(
+  ClickLog.Default,
+  ClickRepository.Default,
+  SnapshotStore.Default,
+  ActivityRepository.Default,
+).pipe(Layer.provideMerge(SqlLive))
 
 const ActorsLive = PageActorHost.Default.pipe(Layer.provide(PageBehaviour.Default))
 

@@ -4,8 +4,9 @@ import { PageClusters } from "../domain/PageClusters.ts"
 import { ClickLog, Incarnation } from "../persistence/ClickLog.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
-import { StorageUnavailable } from "./PageErrors.ts"
+import type { StorageUnavailable } from "./PageErrors.ts"
 import type { PageMessage } from "./PageProtocol.ts"
+import { storageUnavailable } from "./StorageFailure.ts"
 
 /** What a page actor holds between messages. */
 export interface PageState {
@@ -20,11 +21,6 @@ export interface PageState {
   snapshotSeq: number
   snapshotAt: number
 }
-
-const storageUnavailable = (what: string) => (cause: unknown) =>
-  Effect.logWarning(`${what} failed`, cause).pipe(
-    Effect.zipRight(new StorageUnavailable({ message: `${what} failed; retry` })),
-  )
 
 /**
  * The page actor's behaviour, apart from how it is hosted: how a page's state is recovered, how each message is
@@ -66,7 +62,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         return state
       }).pipe(
         Effect.timeout(config.dbTimeout),
-        Effect.catchAll(storageUnavailable("page recovery")),
+        Effect.catchAll(storageUnavailable("recovering the page")),
         Effect.withSpan("PageBehaviour.recover", { attributes: { page } }),
       )
 

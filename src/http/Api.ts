@@ -82,8 +82,68 @@ export class TrackerApi extends HttpApiGroup.make("tracker")
   )
   .add(HttpApiEndpoint.get("version", "/").addSuccess(Schema.Struct({ version: Schema.Literal(0) }))) {}
 
+const PageParam = HttpApiSchema.param("page_uuid", PageUuid)
+
+/** An ISO-8601 instant, e.g. 2026-11-25T00:00:00Z. */
+const Instant = Schema.String.pipe(
+  Schema.filter(
+    (s) => !Number.isNaN(Date.parse(s)) || "must be an ISO-8601 date-time such as 2026-11-25T00:00:00Z",
+  ),
+)
+
+export const ClusterInfo = Schema.Struct({
+  cluster_idx: Schema.Int,
+  centroid: Schema.Struct({ x: Schema.Number, y: Schema.Number }),
+  count: Schema.Int,
+  first_click_at: Schema.String,
+  last_click_at: Schema.String,
+})
+
+export const Granularity = Schema.Literal("hour", "day", "week", "month")
+
+export const Activity = Schema.Struct({
+  page_uuid: Schema.String,
+  granularity: Granularity,
+  from: Schema.String,
+  to: Schema.String,
+  cluster_idx: Schema.NullOr(Schema.Int),
+  series: Schema.Array(Schema.Struct({ period_start: Schema.String, clicks: Schema.Int })),
+})
+
+/** The analysts' read API. */
+export class PagesApi extends HttpApiGroup.make("pages")
+  .add(
+    HttpApiEndpoint.get("clusters")`/pages/${PageParam}/clusters`
+      .addSuccess(Schema.Struct({ page_uuid: Schema.String, clusters: Schema.Array(ClusterInfo) }))
+      .addError(PageNotFound)
+      .addError(PageBusy)
+      .addError(StorageUnavailable)
+      .annotate(
+        OpenApi.Description,
+        "Every cluster of a page: index, centroid, click count, first and last click time. A page_uuid with a slash is sent URL-encoded (%2F).",
+      ),
+  )
+  .add(
+    HttpApiEndpoint.get("activity")`/pages/${PageParam}/activity`
+      .setUrlParams(
+        Schema.Struct({
+          granularity: Granularity,
+          from: Instant,
+          to: Instant,
+          cluster_idx: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative())),
+        }),
+      )
+      .addSuccess(Activity)
+      .addError(StorageUnavailable)
+      .annotate(
+        OpenApi.Description,
+        "Clicks per period (UTC), zero-filled, over [from, to); at most 10,000 periods. Optionally of one cluster.",
+      ),
+  ) {}
+
 export class Api extends HttpApi.make("click-clusters")
   .add(TrackerApi)
+  .add(PagesApi)
   .addError(InvalidRequest)
   .addError(MalformedRequest)
   .addError(RouteNotFound)

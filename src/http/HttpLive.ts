@@ -5,10 +5,13 @@ import { Effect, Layer } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Api } from "./Api.ts"
 import { ErrorResponsesLive } from "./ErrorResponses.ts"
+import { PagesHttpLive } from "./PagesHttp.ts"
 import { TrackerHttpLive } from "./TrackerHttp.ts"
 
 /** The API with its handlers and error mapping. */
-export const ApiLive = HttpApiBuilder.api(Api).pipe(Layer.provide([TrackerHttpLive, ErrorResponsesLive]))
+export const ApiLive = HttpApiBuilder.api(Api).pipe(
+  Layer.provide([TrackerHttpLive, PagesHttpLive, ErrorResponsesLive]),
+)
 
 const NodeServerLive = Layer.unwrapEffect(
   Effect.map(AppConfig, (config) =>

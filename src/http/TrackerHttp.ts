@@ -1,7 +1,8 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Option } from "effect"
 import { PageActorHost } from "../actors/PageActorHost.ts"
-import { PageNotFound, StorageUnavailable } from "../actors/PageErrors.ts"
+import { PageNotFound } from "../actors/PageErrors.ts"
+import { storageUnavailable } from "../actors/StorageFailure.ts"
 import { AppConfig } from "../Config.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
 import { Api } from "./Api.ts"
@@ -33,14 +34,12 @@ export const TrackerHttpLive = HttpApiBuilder.group(Api, "tracker", (handlers) =
         const page = urlParams.page_uuid
         const largest = yield* host.largestCluster(page)
         if (Option.isNone(largest)) return yield* new PageNotFound({ message: `page ${page} has no clicks` })
-        const all_coordinates = yield* clicks.clusterCoordinates(page, largest.value).pipe(
-          Effect.timeout(config.dbTimeout),
-          Effect.catchAll((cause) =>
-            Effect.logWarning("reading a cluster's clicks failed", cause).pipe(
-              Effect.zipRight(new StorageUnavailable({ message: "the click log could not be read; retry" })),
-            ),
-          ),
-        )
+        const all_coordinates = yield* clicks
+          .clusterCoordinates(page, largest.value)
+          .pipe(
+            Effect.timeout(config.dbTimeout),
+            Effect.catchAll(storageUnavailable("reading the cluster's clicks")),
+          )
         return { cluster: { cluster_idx: largest.value, all_coordinates } }
       })
 
