@@ -4,9 +4,11 @@ import { PageActorHost } from "./actors/PageActorHost.ts"
 import { PageBehaviour } from "./actors/PageBehaviour.ts"
 import { AppConfig } from "./Config.ts"
 import { HttpLive } from "./http/HttpLive.ts"
+import { Metrics } from "./Metrics.ts"
 import { ActivityRepository } from "./persistence/ActivityRepository.ts"
 import { ClickLog } from "./persistence/ClickLog.ts"
 import { ClickRepository } from "./persistence/ClickRepository.ts"
+import { Readiness } from "./persistence/Readiness.ts"
 import { SnapshotStore } from "./persistence/SnapshotStore.ts"
 import { SqlLive } from "./persistence/Sql.ts"
 
@@ -15,6 +17,7 @@ const StorageLive = Layer.mergeAll(
   ClickRepository.Default,
   SnapshotStore.Default,
   ActivityRepository.Default,
+  Readiness.Default,
 ).pipe(Layer.provideMerge(SqlLive))
 
 const ActorsLive = PageActorHost.Default.pipe(Layer.provide(PageBehaviour.Default))
@@ -27,6 +30,7 @@ const LoggingLive = Layer.unwrapEffect(
 const MainLive = HttpLive.pipe(
   Layer.provide(ActorsLive),
   Layer.provide(StorageLive),
+  Layer.provide(Metrics.Default),
   Layer.provide(AppConfig.Default),
 )
 

@@ -1,6 +1,7 @@
 import { Deferred, Duration, Effect, FiberSet, Option, Queue } from "effect"
 import { AppConfig } from "../Config.ts"
 import type { ClusterSummary } from "../domain/PageClusters.ts"
+import { Metrics } from "../Metrics.ts"
 import { PageBehaviour, type PageState } from "./PageBehaviour.ts"
 import { PageBusy, type StorageUnavailable } from "./PageErrors.ts"
 import type { PageMessage, SaveReply } from "./PageProtocol.ts"
@@ -28,6 +29,16 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     const idleMs = Duration.toMillis(config.actorIdleTimeout)
     const tick = Duration.min(config.actorIdleTimeout, config.snapshotInterval)
     let accepting = true
+    const mailboxSize = (a: Actor) => a.mailbox.unsafeSize().pipe(Option.getOrElse(() => 0))
+    const metrics = yield* Metrics
+    metrics.observeActors({
+      active: () => actors.size,
+      mailboxDepth: () => {
+        let depth = 0
+        for (const a of actors.values()) depth += mailboxSize(a)
+        return depth
+      },
+    })
 
     const failAll = (messages: Iterable<PageMessage>, error: StorageUnavailable) => {
       const failed = Effect.fail(error)
@@ -48,7 +59,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         const state = actor.state
         const idle =
           Date.now() - lastActive >= idleMs &&
-          actor.mailbox.unsafeSize().pipe(Option.getOrElse(() => 0)) === 0 &&
+          mailboxSize(actor) === 0 &&
           (state === undefined || state.incarnation.pending === 0)
         if (idle) {
           actor.stopped = true
@@ -127,9 +138,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         accepting = false
         const busy = () =>
           Array.from(actors.values()).some(
-            (a) =>
-              a.mailbox.unsafeSize().pipe(Option.getOrElse(() => 0)) > 0 ||
-              (a.state !== undefined && a.state.incarnation.pending > 0),
+            (a) => mailboxSize(a) > 0 || (a.state !== undefined && a.state.incarnation.pending > 0),
           )
         while (busy()) yield* Effect.sleep("2 millis")
         yield* Effect.forEach(

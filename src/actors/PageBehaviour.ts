@@ -1,6 +1,7 @@
 import { Deferred, Duration, Effect, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { PageClusters } from "../domain/PageClusters.ts"
+import { Metrics, secondsSince } from "../Metrics.ts"
 import { ClickLog, Incarnation } from "../persistence/ClickLog.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
@@ -32,12 +33,14 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     const clickLog = yield* ClickLog
     const clicks = yield* ClickRepository
     const snapshots = yield* SnapshotStore
+    const metrics = yield* Metrics
     const radius = config.clusterRadius
     const snapshotIntervalMs = Duration.toMillis(config.snapshotInterval)
 
     /** Latest snapshot (when it was taken with this radius) + the clicks after it, in order. */
     const recover = (page: string) =>
       Effect.gen(function* () {
+        const start = performance.now()
         const snapshot = Option.filter(yield* snapshots.latest(page), (s) => s.radius === radius)
         const clusters = Option.match(snapshot, {
           onNone: () => new PageClusters(radius),
@@ -59,9 +62,11 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
           snapshotSeq: from,
           snapshotAt: Date.now(),
         }
+        metrics.recoveryDuration.observe(secondsSince(start))
         return state
       }).pipe(
         Effect.timeout(config.dbTimeout),
+        Effect.tapError(() => Effect.sync(() => metrics.databaseErrors.inc({ operation: "page_recovery" }))),
         Effect.catchAll(storageUnavailable("recovering the page")),
         Effect.withSpan("PageBehaviour.recover", { attributes: { page } }),
       )
@@ -89,6 +94,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
               state.incarnation,
             )
             state.lastCommit = committed
+            if (clusterIdx === before) metrics.clustersCreated.inc()
             Deferred.unsafeDone(
               message.reply,
               Effect.succeed({ clusterIdx, isNew: clusterIdx === before, committed }),
@@ -97,6 +103,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
           }
           case "Predict": {
             const i = clusters.predict(message.x, message.y)
+            metrics.predictions.inc()
             Deferred.unsafeDone(message.reply, Effect.succeed(i === PageClusters.NONE ? null : i))
             return
           }

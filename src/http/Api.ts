@@ -1,6 +1,8 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { PageBusy, PageNotFound, StorageUnavailable } from "../actors/PageErrors.ts"
+import { ExportFormat } from "../persistence/ExportFormat.ts"
+import { AdminAuth } from "./AdminAuth.ts"
 
 /** A relative position on the page: a finite number in [0, 1]. */
 const Coordinate = Schema.Number.pipe(Schema.finite(), Schema.between(0, 1))
@@ -141,9 +143,54 @@ export class PagesApi extends HttpApiGroup.make("pages")
       ),
   ) {}
 
+/** The service cannot serve saves: database unreachable or schema not migrated. */
+export class NotReady extends Schema.TaggedError<NotReady>()(
+  "NotReady",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 503 }),
+) {}
+
+/** Probes and metrics for operators. */
+export class OpsApi extends HttpApiGroup.make("ops")
+  .add(
+    HttpApiEndpoint.get("health", "/healthz")
+      .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
+      .annotate(OpenApi.Description, "Liveness: the process serves HTTP."),
+  )
+  .add(
+    HttpApiEndpoint.get("ready", "/readyz")
+      .addSuccess(Schema.Struct({ status: Schema.Literal("ready") }))
+      .addError(NotReady)
+      .annotate(
+        OpenApi.Description,
+        "Readiness: the database answers and its schema is migrated; 503 with the reason otherwise.",
+      ),
+  )
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics")
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+      .annotate(OpenApi.Description, "Prometheus text exposition."),
+  ) {}
+
+/** Operators' and analysts' bulk endpoints, behind the admin token when one is configured. */
+export class AdminApi extends HttpApiGroup.make("admin")
+  .add(
+    HttpApiEndpoint.get("exportSnapshots", "/snapshots/export")
+      .setUrlParams(Schema.Struct({ format: ExportFormat, page_uuid: Schema.optional(PageUuid) }))
+      .addSuccess(HttpApiSchema.Text({ contentType: "application/x-ndjson" }))
+      .addError(StorageUnavailable)
+      .annotate(
+        OpenApi.Description,
+        "Streams one row per cluster of every page's latest snapshot (or one page's): page_uuid, cluster_idx, centroid_x, centroid_y, click_count, first_click_at, last_click_at, snapshot_seq. format=ndjson answers application/x-ndjson, format=csv answers text/csv with a header line. Clicks after a page's snapshot_seq are not included.",
+      ),
+  )
+  .middleware(AdminAuth) {}
+
 export class Api extends HttpApi.make("click-clusters")
   .add(TrackerApi)
   .add(PagesApi)
+  .add(OpsApi)
+  .add(AdminApi)
   .addError(InvalidRequest)
   .addError(MalformedRequest)
   .addError(RouteNotFound)

@@ -5,12 +5,14 @@ import { Effect, Layer } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Api } from "./Api.ts"
 import { ErrorResponsesLive } from "./ErrorResponses.ts"
+import { OpsHttpLive } from "./OpsHttp.ts"
 import { PagesHttpLive } from "./PagesHttp.ts"
+import { observeRequests } from "./RequestObservability.ts"
 import { TrackerHttpLive } from "./TrackerHttp.ts"
 
 /** The API with its handlers and error mapping. */
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
-  Layer.provide([TrackerHttpLive, PagesHttpLive, ErrorResponsesLive]),
+  Layer.provide([TrackerHttpLive, PagesHttpLive, OpsHttpLive, ErrorResponsesLive]),
 )
 
 const NodeServerLive = Layer.unwrapEffect(
@@ -20,7 +22,7 @@ const NodeServerLive = Layer.unwrapEffect(
 )
 
 /** The HTTP server: the API, its OpenAPI document at /openapi.json and a docs UI at /docs. */
-export const HttpLive = HttpApiBuilder.serve().pipe(
+export const HttpLive = HttpApiBuilder.serve(observeRequests).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ApiLive),

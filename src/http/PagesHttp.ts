@@ -7,6 +7,7 @@ import { AppConfig } from "../Config.ts"
 import { countPeriods, type Granularity } from "../domain/Periods.ts"
 import { ActivityRepository } from "../persistence/ActivityRepository.ts"
 import { Api, InvalidRequest } from "./Api.ts"
+import { notePage } from "./RequestObservability.ts"
 
 /** The most periods one activity request may ask for. */
 export const MAX_PERIODS = 10_000
@@ -24,6 +25,7 @@ export const PagesHttpLive = HttpApiBuilder.group(Api, "pages", (handlers) =>
     return handlers
       .handle("clusters", ({ path }) =>
         Effect.gen(function* () {
+          yield* notePage(path.page_uuid)
           const clusters = yield* host.clusters(path.page_uuid)
           if (clusters.length === 0)
             return yield* new PageNotFound({ message: `page ${path.page_uuid} has no clicks` })
@@ -41,6 +43,7 @@ export const PagesHttpLive = HttpApiBuilder.group(Api, "pages", (handlers) =>
       )
       .handle("activity", ({ path, urlParams }) =>
         Effect.gen(function* () {
+          yield* notePage(path.page_uuid)
           const from = new Date(urlParams.from)
           const to = new Date(urlParams.to)
           const granularity: Granularity = urlParams.granularity

@@ -6,6 +6,7 @@ import { storageUnavailable } from "../actors/StorageFailure.ts"
 import { AppConfig } from "../Config.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
 import { Api } from "./Api.ts"
+import { notePage } from "./RequestObservability.ts"
 
 interface ClickPayload {
   readonly page_uuid: string
@@ -20,18 +21,21 @@ export const TrackerHttpLive = HttpApiBuilder.group(Api, "tracker", (handlers) =
     const config = yield* AppConfig
 
     const save = ({ payload }: { readonly payload: ClickPayload }) =>
-      host
-        .save(payload.page_uuid, payload.coordinates.x, payload.coordinates.y, null)
-        .pipe(Effect.map((r) => ({ cluster_idx: r.clusterIdx, is_new: r.isNew })))
+      notePage(payload.page_uuid).pipe(
+        Effect.zipRight(host.save(payload.page_uuid, payload.coordinates.x, payload.coordinates.y, null)),
+        Effect.map((r) => ({ cluster_idx: r.clusterIdx, is_new: r.isNew })),
+      )
 
     const predict = ({ payload }: { readonly payload: ClickPayload }) =>
-      host
-        .predict(payload.page_uuid, payload.coordinates.x, payload.coordinates.y)
-        .pipe(Effect.map((cluster_idx) => ({ cluster_idx })))
+      notePage(payload.page_uuid).pipe(
+        Effect.zipRight(host.predict(payload.page_uuid, payload.coordinates.x, payload.coordinates.y)),
+        Effect.map((cluster_idx) => ({ cluster_idx })),
+      )
 
     const bestCluster = ({ urlParams }: { readonly urlParams: { readonly page_uuid: string } }) =>
       Effect.gen(function* () {
         const page = urlParams.page_uuid
+        yield* notePage(page)
         const largest = yield* host.largestCluster(page)
         if (Option.isNone(largest)) return yield* new PageNotFound({ message: `page ${page} has no clicks` })
         const all_coordinates = yield* clicks

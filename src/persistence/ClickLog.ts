@@ -2,6 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Deferred, Duration, Effect, Queue } from "effect"
 import { StorageUnavailable } from "../actors/PageErrors.ts"
 import { AppConfig } from "../Config.ts"
+import { Metrics, secondsSince } from "../Metrics.ts"
 
 /** One click as stored. */
 export interface ClickRecord {
@@ -41,6 +42,7 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
   scoped: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const config = yield* AppConfig
+    const metrics = yield* Metrics
     const queue = yield* Queue.bounded<Pending>(config.writerBatchSize * 4)
     let writing = false
 
@@ -77,6 +79,7 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
           )
         }
         if (live.length === 0) return
+        const start = performance.now()
         const outcome = yield* insert(live.map((p) => p.record)).pipe(
           Effect.timeoutFail({
             duration: config.dbTimeout,
@@ -85,9 +88,13 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
           Effect.either,
         )
         if (outcome._tag === "Left") {
+          metrics.databaseErrors.inc({ operation: "click_log_insert" })
           yield* Effect.logWarning("click log batch failed", outcome.left)
           return yield* fail(live, "the click could not be stored; retry")
         }
+        metrics.commitDuration.observe(secondsSince(start))
+        metrics.batchSize.observe(live.length)
+        metrics.clicksSaved.inc(live.length)
         for (const p of live) {
           p.incarnation.pending--
           Deferred.unsafeDone(p.committed, Effect.void)

@@ -7,6 +7,9 @@ import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import createClicks from "./migrations/0001_create_clicks.ts"
 import createPageSnapshots from "./migrations/0002_create_page_snapshots.ts"
 
+/** Id of the newest migration: readiness requires the database to have it. */
+export const latestMigration = 2
+
 const migrations = Migrator.fromRecord({
   "0001_create_clicks": createClicks,
   "0002_create_page_snapshots": createPageSnapshots,

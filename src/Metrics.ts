@@ -1,0 +1,103 @@
+import { Effect } from "effect"
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client"
+
+/** Latency buckets in seconds, from sub-millisecond answers to timeouts. */
+const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+/**
+ * The service's Prometheus metrics (prom-client formats the exposition). Recording is synchronous and cheap, so
+ * hot paths call it directly; gauges that describe the actor host are read from it when scraped.
+ */
+export class Metrics extends Effect.Service<Metrics>()("Metrics", {
+  sync: () => {
+    const registry = new Registry()
+    collectDefaultMetrics({ register: registry })
+    const registers = [registry]
+    let actorsSource = { active: () => 0, mailboxDepth: () => 0 }
+    return {
+      registry,
+      httpRequests: new Counter({
+        name: "http_requests_total",
+        help: "HTTP requests answered, by route, method and status.",
+        labelNames: ["route", "method", "status"] as const,
+        registers,
+      }),
+      httpDuration: new Histogram({
+        name: "http_request_duration_seconds",
+        help: "Time from request to response, by route and method.",
+        labelNames: ["route", "method"] as const,
+        buckets: latencyBuckets,
+        registers,
+      }),
+      clicksSaved: new Counter({
+        name: "clicks_saved_total",
+        help: "Clicks committed to the click log.",
+        registers,
+      }),
+      predictions: new Counter({ name: "predictions_total", help: "Predictions answered.", registers }),
+      clustersCreated: new Counter({
+        name: "clusters_created_total",
+        help: "Clusters founded by saved clicks.",
+        registers,
+      }),
+      activeActors: new Gauge({
+        name: "page_actors_active",
+        help: "Page actors in memory.",
+        registers,
+        collect() {
+          this.set(actorsSource.active())
+        },
+      }),
+      mailboxDepth: new Gauge({
+        name: "page_mailbox_depth",
+        help: "Messages waiting in all page mailboxes.",
+        registers,
+        collect() {
+          this.set(actorsSource.mailboxDepth())
+        },
+      }),
+      batchSize: new Histogram({
+        name: "click_log_batch_size",
+        help: "Clicks per click-log insert (group commit).",
+        buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
+        registers,
+      }),
+      commitDuration: new Histogram({
+        name: "click_log_commit_duration_seconds",
+        help: "Time to insert and commit one click-log batch.",
+        buckets: latencyBuckets,
+        registers,
+      }),
+      snapshotsWritten: new Counter({
+        name: "snapshots_written_total",
+        help: "Page snapshots stored.",
+        registers,
+      }),
+      snapshotDuration: new Histogram({
+        name: "snapshot_duration_seconds",
+        help: "Time to store one page snapshot.",
+        buckets: latencyBuckets,
+        registers,
+      }),
+      recoveryDuration: new Histogram({
+        name: "page_recovery_duration_seconds",
+        help: "Time to rebuild a page's state from its snapshot and clicks.",
+        buckets: latencyBuckets,
+        registers,
+      }),
+      databaseErrors: new Counter({
+        name: "database_errors_total",
+        help: "Failed or timed-out database operations, by operation.",
+        labelNames: ["operation"] as const,
+        registers,
+      }),
+      /** Lets the actor host report its size when scraped. */
+      observeActors: (source: { readonly active: () => number; readonly mailboxDepth: () => number }) => {
+        actorsSource = source
+      },
+    }
+  },
+}) {}
+
+/** Seconds since a `performance.now()` reading. */
+export const secondsSince = (start: number) => (performance.now() - start) / 1000

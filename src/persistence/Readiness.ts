@@ -1,0 +1,27 @@
+import { SqlClient } from "@effect/sql"
+import { Effect } from "effect"
+import { AppConfig } from "../Config.ts"
+import { latestMigration } from "./Sql.ts"
+
+/** Whether the database can serve the service now: reachable, and migrated to the schema this build expects. */
+export class Readiness extends Effect.Service<Readiness>()("persistence/Readiness", {
+  effect: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const config = yield* AppConfig
+    return {
+      /** Succeeds when ready; fails with the reason otherwise. */
+      check: sql<{ id: number | null }>`SELECT max(migration_id)::int AS id FROM effect_sql_migrations`.pipe(
+        Effect.timeoutFail({
+          duration: config.dbTimeout,
+          onTimeout: () => "the database did not answer in time",
+        }),
+        Effect.mapError((e) => (typeof e === "string" ? e : `the database is unreachable: ${e.message}`)),
+        Effect.flatMap(([row]) =>
+          (row?.id ?? 0) >= latestMigration
+            ? Effect.void
+            : Effect.fail(`the schema is at migration ${row?.id ?? 0}, this build needs ${latestMigration}`),
+        ),
+      ),
+    }
+  }),
+}) {}
