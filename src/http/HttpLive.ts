@@ -5,6 +5,7 @@ import { Effect, Layer } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Api } from "./Api.ts"
 import { ErrorResponsesLive } from "./ErrorResponses.ts"
+import { ExportHttpLive } from "./ExportHttp.ts"
 import { OpsHttpLive } from "./OpsHttp.ts"
 import { PagesHttpLive } from "./PagesHttp.ts"
 import { observeRequests } from "./RequestObservability.ts"
@@ -12,7 +13,7 @@ import { TrackerHttpLive } from "./TrackerHttp.ts"
 
 /** The API with its handlers and error mapping. */
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
-  Layer.provide([TrackerHttpLive, PagesHttpLive, OpsHttpLive, ErrorResponsesLive]),
+  Layer.provide([TrackerHttpLive, PagesHttpLive, OpsHttpLive, ExportHttpLive, ErrorResponsesLive]),
 )
 
 const NodeServerLive = Layer.unwrapEffect(

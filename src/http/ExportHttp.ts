@@ -1,0 +1,41 @@
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServerRequest } from "@effect/platform-node"
+import { Effect, Layer, Stream } from "effect"
+import { storageUnavailable } from "../actors/StorageFailure.ts"
+import { AppConfig } from "../Config.ts"
+import { contentType, encodeRows } from "../persistence/ExportFormat.ts"
+import { SnapshotExport } from "../persistence/SnapshotExport.ts"
+import { AdminAuthLive } from "./AdminAuthLive.ts"
+import { Api } from "./Api.ts"
+
+/** The admin endpoints: the snapshot export, streamed as it is read. */
+export const ExportHttpLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
+  Effect.gen(function* () {
+    const snapshots = yield* SnapshotExport
+    const config = yield* AppConfig
+
+    return handlers.handle("exportSnapshots", ({ urlParams, request }) =>
+      Effect.gen(function* () {
+        const rows = yield* snapshots
+          .rows({ page: urlParams.page_uuid })
+          .pipe(Effect.timeout(config.dbTimeout), Effect.catchAll(storageUnavailable("reading snapshots")))
+        const body = rows.pipe(
+          encodeRows(urlParams.format),
+          // The status line is gone by now: a read that fails mid-export can only cut the connection, so the
+          // client sees an incomplete response instead of a well-terminated, silently truncated file.
+          Stream.catchAllCause((cause) =>
+            Stream.execute(
+              Effect.logWarning("snapshot export aborted", cause).pipe(
+                Effect.zipRight(Effect.sync(() => NodeHttpServerRequest.toServerResponse(request).destroy())),
+              ),
+            ),
+          ),
+        )
+        return HttpServerResponse.stream(body, {
+          contentType: contentType[urlParams.format],
+          headers: { "content-disposition": `attachment; filename="snapshots.${urlParams.format}"` },
+        })
+      }),
+    )
+  }),
+).pipe(Layer.provide([SnapshotExport.Default, AdminAuthLive]))

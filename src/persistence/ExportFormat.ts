@@ -1,0 +1,72 @@
+import { stringify } from "csv-stringify/sync"
+import { Chunk, Schema, Stream } from "effect"
+
+/** The file formats of a snapshot export. */
+export const ExportFormat = Schema.Literal("ndjson", "csv")
+export type ExportFormat = typeof ExportFormat.Type
+
+/**
+ * One cluster of one page's latest snapshot, as analysts receive it. The field order is the CSV column order and
+ * the key order of every NDJSON object, so both formats read the same.
+ */
+export interface ExportRow {
+  readonly page_uuid: string
+  readonly cluster_idx: number
+  readonly centroid_x: number
+  readonly centroid_y: number
+  readonly click_count: number
+  /** ISO-8601, UTC. */
+  readonly first_click_at: string
+  /** ISO-8601, UTC. */
+  readonly last_click_at: string
+  /** The last click the snapshot covers: clicks after it are not in these numbers yet. */
+  readonly snapshot_seq: number
+}
+
+export const exportColumns: ReadonlyArray<keyof ExportRow> = [
+  "page_uuid",
+  "cluster_idx",
+  "centroid_x",
+  "centroid_y",
+  "click_count",
+  "first_click_at",
+  "last_click_at",
+  "snapshot_seq",
+]
+
+export const contentType: Record<ExportFormat, string> = {
+  ndjson: "application/x-ndjson",
+  csv: "text/csv; charset=utf-8",
+}
+
+const utf8 = new TextEncoder()
+
+const ndjson = (rows: Chunk.Chunk<ExportRow>) => {
+  let text = ""
+  for (const row of rows) text += `${JSON.stringify(row)}\n`
+  return text
+}
+
+const csvOptions = { columns: exportColumns, eol: "\n" }
+
+/**
+ * The rows as the bytes of one export file. Each chunk of rows becomes one buffer (one write), so the cost per
+ * row stays low and memory is bounded by the largest chunk the source emits, never by the whole export.
+ */
+export const encodeRows =
+  (format: ExportFormat) =>
+  <E, R>(rows: Stream.Stream<ExportRow, E, R>): Stream.Stream<Uint8Array, E, R> => {
+    const body = rows.pipe(
+      Stream.mapChunks((chunk) =>
+        Chunk.isEmpty(chunk)
+          ? Chunk.empty()
+          : Chunk.of(
+              utf8.encode(format === "ndjson" ? ndjson(chunk) : stringify(Chunk.toArray(chunk), csvOptions)),
+            ),
+      ),
+    )
+    // The header goes first even when there are no rows, so an empty export is still a valid CSV file.
+    return format === "csv"
+      ? Stream.concat(Stream.succeed(utf8.encode(stringify([], { ...csvOptions, header: true }))), body)
+      : body
+  }
