@@ -4,7 +4,7 @@ import type { ClusterSummary } from "../domain/PageClusters.ts"
 import { Metrics } from "../Metrics.ts"
 import { PageBehaviour, type PageState } from "./PageBehaviour.ts"
 import { PageBusy, type StorageUnavailable } from "./PageErrors.ts"
-import type { PageMessage, SaveReply } from "./PageProtocol.ts"
+import type { PageMessage, SaveError, SaveReply } from "./PageProtocol.ts"
 
 /** A running page actor: its mailbox, and its state once recovered. */
 interface Actor {
@@ -105,13 +105,13 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       })
 
     /** Delivers a message to the page's actor (starting it if needed) and waits for the reply. */
-    const send = <A>(
+    const send = <A, E extends SaveError = StorageUnavailable>(
       page: string,
-      message: (reply: Deferred.Deferred<A, StorageUnavailable>) => PageMessage,
+      message: (reply: Deferred.Deferred<A, E>) => PageMessage,
     ) =>
       Effect.gen(function* () {
         if (!accepting) return yield* new PageBusy({ message: "the service is shutting down" })
-        const reply = yield* Deferred.make<A, StorageUnavailable>()
+        const reply = yield* Deferred.make<A, E>()
         const envelope = message(reply)
         while (true) {
           let actor = actors.get(page)
@@ -155,7 +155,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
 
     return {
       save: (page: string, x: number, y: number, requestId: string | null) =>
-        send<SaveReply>(page, (reply) => ({ _tag: "Save", x, y, requestId, reply })).pipe(
+        send<SaveReply, SaveError>(page, (reply) => ({ _tag: "Save", x, y, requestId, reply })).pipe(
           Effect.flatMap((r) => Effect.as(r.committed, r)),
         ),
       predict: (page: string, x: number, y: number) =>

@@ -5,8 +5,8 @@ import { Metrics, secondsSince } from "../Metrics.ts"
 import { ClickLog, Incarnation } from "../persistence/ClickLog.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
-import type { StorageUnavailable } from "./PageErrors.ts"
-import type { PageMessage } from "./PageProtocol.ts"
+import { IdempotencyConflict } from "./PageErrors.ts"
+import type { PageMessage, SaveError, SaveReply } from "./PageProtocol.ts"
 import { storageUnavailable } from "./StorageFailure.ts"
 
 /** What a page actor holds between messages. */
@@ -17,11 +17,16 @@ export interface PageState {
   /** Number of the page's last click (0 before the first). */
   seq: number
   /** The commit of the last click handed to the log: a snapshot waits for it. */
-  lastCommit: Effect.Effect<void, StorageUnavailable>
+  lastCommit: Effect.Effect<void, SaveError>
   /** The last click covered by the latest snapshot, and when it was taken. */
   snapshotSeq: number
   snapshotAt: number
+  /** Answers given to recent saves that carried a request id, so a duplicate gets the first answer at once. */
+  readonly answered: Map<string, { readonly x: number; readonly y: number; readonly reply: SaveReply }>
 }
+
+/** How many recent request ids a page remembers; older ones are found in the database. */
+const ANSWERED_CAPACITY = 1024
 
 /**
  * The page actor's behaviour, apart from how it is hosted: how a page's state is recovered, how each message is
@@ -61,6 +66,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
           lastCommit: Effect.void,
           snapshotSeq: from,
           snapshotAt: Date.now(),
+          answered: new Map(),
         }
         metrics.recoveryDuration.observe(secondsSince(start))
         return state
@@ -71,12 +77,55 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         Effect.withSpan("PageBehaviour.recover", { attributes: { page } }),
       )
 
+    const conflict = (requestId: string) =>
+      new IdempotencyConflict({ message: `request id ${requestId} was already used for a different click` })
+
+    /** The first answer to an earlier save with the same request id: from memory, else from the click log. */
+    const earlierAnswer = (state: PageState, requestId: string, x: number, y: number) =>
+      Effect.gen(function* () {
+        const recent = state.answered.get(requestId)
+        if (recent !== undefined) {
+          return recent.x === x && recent.y === y ? Option.some(recent.reply) : yield* conflict(requestId)
+        }
+        const stored = yield* clicks
+          .byRequestId(requestId)
+          .pipe(
+            Effect.timeout(config.dbTimeout),
+            Effect.catchAll(storageUnavailable("looking up the request id")),
+          )
+        if (Option.isNone(stored)) return Option.none<SaveReply>()
+        const click = stored.value
+        if (click.page_uuid !== state.page || click.x !== x || click.y !== y)
+          return yield* conflict(requestId)
+        return Option.some<SaveReply>({
+          clusterIdx: click.cluster_idx,
+          isNew: click.is_new,
+          committed: Effect.void,
+        })
+      })
+
+    const remember = (state: PageState, requestId: string, x: number, y: number, reply: SaveReply) => {
+      if (state.answered.size >= ANSWERED_CAPACITY) {
+        const oldest = state.answered.keys().next()
+        if (oldest.done !== true) state.answered.delete(oldest.value)
+      }
+      state.answered.set(requestId, { x, y, reply })
+    }
+
     /** Answers one message; a save hands its click to the log and replies without waiting for the commit. */
     const handle = (state: PageState, message: PageMessage) =>
       Effect.gen(function* () {
         const clusters = state.clusters
         switch (message._tag) {
           case "Save": {
+            const requestId = message.requestId
+            if (requestId !== null) {
+              const earlier = yield* Effect.either(earlierAnswer(state, requestId, message.x, message.y))
+              if (earlier._tag === "Left")
+                return Deferred.unsafeDone(message.reply, Effect.fail(earlier.left))
+              if (Option.isSome(earlier.right))
+                return Deferred.unsafeDone(message.reply, Effect.succeed(earlier.right.value))
+            }
             const at = Date.now()
             const before = clusters.size
             const clusterIdx = clusters.assign(message.x, message.y, at)
@@ -89,16 +138,15 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
                 y: message.y,
                 clusterIdx,
                 at,
-                requestId: message.requestId,
+                requestId,
               },
               state.incarnation,
             )
             state.lastCommit = committed
             if (clusterIdx === before) metrics.clustersCreated.inc()
-            Deferred.unsafeDone(
-              message.reply,
-              Effect.succeed({ clusterIdx, isNew: clusterIdx === before, committed }),
-            )
+            const reply: SaveReply = { clusterIdx, isNew: clusterIdx === before, committed }
+            if (requestId !== null) remember(state, requestId, message.x, message.y, reply)
+            Deferred.unsafeDone(message.reply, Effect.succeed(reply))
             return
           }
           case "Predict": {

@@ -21,3 +21,10 @@ export class PageNotFound extends Schema.TaggedError<PageNotFound>()(
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 404 }),
 ) {}
+
+/** An idempotency key already used for a different click. */
+export class IdempotencyConflict extends Schema.TaggedError<IdempotencyConflict>()(
+  "IdempotencyConflict",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 409 }),
+) {}

@@ -1,13 +1,16 @@
 import type { Deferred, Effect, Option } from "effect"
 import type { ClusterSummary } from "../domain/PageClusters.ts"
-import type { StorageUnavailable } from "./PageErrors.ts"
+import type { IdempotencyConflict, StorageUnavailable } from "./PageErrors.ts"
 
 /** The answer to a save: decided at once, acknowledged to the client once `committed` succeeds. */
 export interface SaveReply {
   readonly clusterIdx: number
   readonly isNew: boolean
-  readonly committed: Effect.Effect<void, StorageUnavailable>
+  readonly committed: Effect.Effect<void, SaveError>
 }
+
+/** Why a save was not acknowledged. */
+export type SaveError = StorageUnavailable | IdempotencyConflict
 
 type Reply<A> = Deferred.Deferred<A, StorageUnavailable>
 
@@ -17,8 +20,9 @@ export type PageMessage =
       readonly _tag: "Save"
       readonly x: number
       readonly y: number
+      /** The client's idempotency key (a lower-case UUID), if it sent one. */
       readonly requestId: string | null
-      readonly reply: Reply<SaveReply>
+      readonly reply: Deferred.Deferred<SaveReply, SaveError>
     }
   | { readonly _tag: "Predict"; readonly x: number; readonly y: number; readonly reply: Reply<number | null> }
   | { readonly _tag: "Largest"; readonly reply: Reply<Option.Option<number>> }

@@ -1,6 +1,6 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
-import { PageBusy, PageNotFound, StorageUnavailable } from "../actors/PageErrors.ts"
+import { IdempotencyConflict, PageBusy, PageNotFound, StorageUnavailable } from "../actors/PageErrors.ts"
 import { ExportFormat } from "../persistence/ExportFormat.ts"
 import { AdminAuth } from "./AdminAuth.ts"
 
@@ -17,6 +17,14 @@ export const Click = Schema.Struct({
   page_uuid: PageUuid,
   coordinates: Schema.Struct({ x: Coordinate, y: Coordinate }),
 })
+
+/** A save may carry an idempotency key: a repeated key answers the first answer and stores nothing new. */
+export const SaveClick = Schema.Struct({
+  ...Click.fields,
+  request_id: Schema.optional(Schema.UUID),
+})
+
+export const IdempotencyHeaders = Schema.Struct({ "idempotency-key": Schema.optional(Schema.UUID) })
 
 export const SaveResult = Schema.Struct({ cluster_idx: Schema.Int, is_new: Schema.Boolean })
 export const PredictResult = Schema.Struct({ cluster_idx: Schema.NullOr(Schema.Int) })
@@ -53,11 +61,16 @@ export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()(
 
 const save = <const Name extends string>(name: Name, path: `/${string}`) =>
   HttpApiEndpoint.post(name, path)
-    .setPayload(Click)
+    .setPayload(SaveClick)
+    .setHeaders(IdempotencyHeaders)
     .addSuccess(SaveResult)
+    .addError(IdempotencyConflict)
     .addError(PageBusy)
     .addError(StorageUnavailable)
-    .annotate(OpenApi.Description, "Stores a click durably and answers the cluster it joined or founded.")
+    .annotate(
+      OpenApi.Description,
+      "Stores a click durably and answers the cluster it joined or founded. An optional `request_id` (UUID) in the body or an `Idempotency-Key` header makes a retry safe: the same key answers the first answer; the same key with a different click answers 409.",
+    )
 
 const predict = <const Name extends string>(name: Name, path: `/${string}`) =>
   HttpApiEndpoint.post(name, path)

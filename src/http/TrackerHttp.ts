@@ -5,12 +5,23 @@ import { PageNotFound } from "../actors/PageErrors.ts"
 import { storageUnavailable } from "../actors/StorageFailure.ts"
 import { AppConfig } from "../Config.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
-import { Api } from "./Api.ts"
+import { Api, InvalidRequest } from "./Api.ts"
 import { notePage } from "./RequestObservability.ts"
 
 interface ClickPayload {
   readonly page_uuid: string
   readonly coordinates: { readonly x: number; readonly y: number }
+}
+
+/** The one idempotency key of a save (body or header, lower-cased as Postgres prints UUIDs), or null. */
+const idempotencyKey = (fromBody: string | undefined, fromHeader: string | undefined) => {
+  const body = fromBody?.toLowerCase()
+  const header = fromHeader?.toLowerCase()
+  if (body !== undefined && header !== undefined && body !== header) {
+    const message = "request_id and the Idempotency-Key header differ; send one key"
+    return Effect.fail(new InvalidRequest({ message, issues: [{ path: "request_id", message }] }))
+  }
+  return Effect.succeed(body ?? header ?? null)
 }
 
 /** The trackers' endpoints: decode (done by the API), one actor message, encode. */
@@ -20,11 +31,24 @@ export const TrackerHttpLive = HttpApiBuilder.group(Api, "tracker", (handlers) =
     const clicks = yield* ClickRepository
     const config = yield* AppConfig
 
-    const save = ({ payload }: { readonly payload: ClickPayload }) =>
-      notePage(payload.page_uuid).pipe(
-        Effect.zipRight(host.save(payload.page_uuid, payload.coordinates.x, payload.coordinates.y, null)),
-        Effect.map((r) => ({ cluster_idx: r.clusterIdx, is_new: r.isNew })),
-      )
+    const save = ({
+      payload,
+      headers,
+    }: {
+      readonly payload: ClickPayload & { readonly request_id?: string | undefined }
+      readonly headers: { readonly "idempotency-key"?: string | undefined }
+    }) =>
+      Effect.gen(function* () {
+        yield* notePage(payload.page_uuid)
+        const requestId = yield* idempotencyKey(payload.request_id, headers["idempotency-key"])
+        const reply = yield* host.save(
+          payload.page_uuid,
+          payload.coordinates.x,
+          payload.coordinates.y,
+          requestId,
+        )
+        return { cluster_idx: reply.clusterIdx, is_new: reply.isNew }
+      })
 
     const predict = ({ payload }: { readonly payload: ClickPayload }) =>
       notePage(payload.page_uuid).pipe(

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Deferred, Duration, Effect, Queue } from "effect"
-import { StorageUnavailable } from "../actors/PageErrors.ts"
+import { IdempotencyConflict, StorageUnavailable } from "../actors/PageErrors.ts"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 
@@ -30,8 +30,11 @@ export class Incarnation {
 interface Pending {
   readonly record: ClickRecord
   readonly incarnation: Incarnation
-  readonly committed: Deferred.Deferred<void, StorageUnavailable>
+  readonly committed: Deferred.Deferred<void, CommitError>
 }
+
+/** Why a click was not committed. */
+export type CommitError = StorageUnavailable | IdempotencyConflict
 
 /**
  * The click log writer (group commit): one fiber takes every waiting click of every page, writes them in one
@@ -46,17 +49,37 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     const queue = yield* Queue.bounded<Pending>(config.writerBatchSize * 4)
     let writing = false
 
-    const insert = (records: ReadonlyArray<ClickRecord>) =>
-      sql`
-        INSERT INTO clicks (page_uuid, seq, x, y, cluster_idx, request_id, created_at)
+    /**
+     * One statement for the whole batch: seven array parameters whatever its size. A click whose request id is
+     * already stored (a duplicate racing in from another page) is skipped by ON CONFLICT instead of failing the
+     * batch; the ids of the rows skipped come back so their callers can be told.
+     */
+    const insert = (records: ReadonlyArray<ClickRecord>) => {
+      const rows = sql`
         SELECT page_uuid, seq, x, y, cluster_idx, request_id, to_timestamp(at_ms / 1000.0)
         FROM unnest(
           ${records.map((r) => r.page)}::text[], ${records.map((r) => r.seq)}::bigint[],
           ${records.map((r) => r.x)}::float8[], ${records.map((r) => r.y)}::float8[],
           ${records.map((r) => r.clusterIdx)}::int[], ${records.map((r) => r.requestId)}::uuid[],
           ${records.map((r) => r.at)}::float8[]
-        ) AS batch(page_uuid, seq, x, y, cluster_idx, request_id, at_ms)
-      `
+        ) AS batch(page_uuid, seq, x, y, cluster_idx, request_id, at_ms)`
+      const columns = sql`clicks (page_uuid, seq, x, y, cluster_idx, request_id, created_at)`
+      if (records.every((r) => r.requestId === null)) {
+        return Effect.as(sql`INSERT INTO ${columns} ${rows}`, new Set<string>())
+      }
+      return sql<{ request_id: string }>`
+        INSERT INTO ${columns} ${rows}
+        ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING
+        RETURNING request_id::text AS request_id
+      `.pipe(
+        Effect.map((inserted) => {
+          const stored = new Set(inserted.map((r) => r.request_id))
+          return new Set(
+            records.flatMap((r) => (r.requestId !== null && !stored.has(r.requestId) ? [r.requestId] : [])),
+          )
+        }),
+      )
+    }
 
     const fail = (batch: ReadonlyArray<Pending>, message: string) =>
       Effect.forEach(
@@ -95,9 +118,21 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
         metrics.commitDuration.observe(secondsSince(start))
         metrics.batchSize.observe(live.length)
         metrics.clicksSaved.inc(live.length)
+        const duplicates = outcome.right
         for (const p of live) {
           p.incarnation.pending--
-          Deferred.unsafeDone(p.committed, Effect.void)
+          if (p.record.requestId !== null && duplicates.has(p.record.requestId)) {
+            // Not stored, yet the actor counted it: its page recovers from the database before serving again.
+            p.incarnation.failed = true
+            Deferred.unsafeDone(
+              p.committed,
+              new IdempotencyConflict({
+                message: `request id ${p.record.requestId} was already used for another click`,
+              }),
+            )
+          } else {
+            Deferred.unsafeDone(p.committed, Effect.void)
+          }
         }
       })
 
@@ -128,7 +163,7 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
        */
       append: (record: ClickRecord, incarnation: Incarnation) =>
         Effect.gen(function* () {
-          const committed = yield* Deferred.make<void, StorageUnavailable>()
+          const committed = yield* Deferred.make<void, CommitError>()
           incarnation.pending++
           yield* Queue.offer(queue, { record, incarnation, committed })
           return Deferred.await(committed)

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 
 /** A stored click as recovery replays it: [x, y, cluster_idx, created_at in epoch ms, seq]. */
 export type StoredClick = readonly [x: number, y: number, clusterIdx: number, at: number, seq: number]
@@ -25,6 +25,22 @@ export class ClickRepository extends Effect.Service<ClickRepository>()("persiste
         `.values.pipe(
           Effect.map((rows) => rows.map(toStoredClick)),
           Effect.withSpan("ClickRepository.clicksAfter"),
+        ),
+
+      /**
+       * The click stored under a request id, with whether it founded its cluster (the answer it was given).
+       */
+      byRequestId: (requestId: string) =>
+        sql<{ page_uuid: string; x: number; y: number; cluster_idx: number; is_new: boolean }>`
+          SELECT c.page_uuid, c.x, c.y, c.cluster_idx,
+                 NOT EXISTS (
+                   SELECT 1 FROM clicks e
+                   WHERE e.page_uuid = c.page_uuid AND e.cluster_idx = c.cluster_idx AND e.seq < c.seq
+                 ) AS is_new
+          FROM clicks c WHERE c.request_id = ${requestId}
+        `.pipe(
+          Effect.map((rows) => Option.fromNullable(rows[0])),
+          Effect.withSpan("ClickRepository.byRequestId"),
         ),
 
       /** Every click of one cluster of a page, in the order they were made. */
