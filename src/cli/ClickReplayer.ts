@@ -1,0 +1,250 @@
+import { HttpClient, HttpClientRequest } from "@effect/platform"
+import { type Duration, Effect, Queue, Stream } from "effect"
+import type { ClickRow, MalformedRow } from "./ClickCsv.ts"
+import { LatencyHistogram, type LatencySummary } from "./LatencyHistogram.ts"
+
+export interface ReplayOptions {
+  /** The service's base URL, e.g. `http://127.0.0.1:8000`. */
+  readonly url: string
+  /** The path every click is posted to. */
+  readonly endpoint: string
+  /** Requests in flight at most, across pages. */
+  readonly concurrency: number
+  /** Rows read ahead of the requests at most: what bounds memory when one page has a long run of clicks. */
+  readonly readAhead: number
+  /** A request without an answer after this long counts as an error (`timeout`). */
+  readonly timeout: Duration.DurationInput
+}
+
+/** What a replay did, per endpoint; the CLI prints it and writes it as JSON. */
+export interface ReplayReport {
+  readonly url: string
+  readonly concurrency: number
+  /** Records read from the file (header not counted), skipped ones included. */
+  readonly rows: number
+  /** Records that were not clicks, and the first few of them. */
+  readonly skipped: number
+  readonly skippedExamples: ReadonlyArray<MalformedRow>
+  readonly sent: number
+  readonly ok: number
+  readonly errors: number
+  /** Non-2xx answers by status code; requests without an answer as `timeout` or `network: <reason>`. */
+  readonly errorsByStatus: Readonly<Record<string, number>>
+  readonly elapsedSeconds: number
+  /** Answered requests per second over the whole replay. */
+  readonly throughput: number
+  readonly endpoints: Readonly<Record<string, EndpointReport>>
+}
+
+export interface EndpointReport {
+  readonly sent: number
+  readonly ok: number
+  readonly errorsByStatus: Readonly<Record<string, number>>
+  /** Latency of every answered request (any status), in milliseconds. */
+  readonly latencyMs: LatencySummary
+}
+
+/** A first-in first-out list whose `shift` is O(1), for the rows waiting on one page. */
+class Fifo<A> {
+  private items: Array<A> = []
+  private head = 0
+
+  get size(): number {
+    return this.items.length - this.head
+  }
+
+  push(item: A): void {
+    this.items.push(item)
+  }
+
+  shift(): A | undefined {
+    if (this.head === this.items.length) return undefined
+    const item = this.items[this.head++]
+    // Drop the consumed prefix now and then, so a long-lived page does not keep every row it ever had.
+    if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head)
+      this.head = 0
+    }
+    return item
+  }
+}
+
+/** The rows of one page that are read and not yet answered. */
+interface Lane {
+  readonly page: string
+  readonly rows: Fifo<ClickRow>
+}
+
+class EndpointStats {
+  sent = 0
+  ok = 0
+  readonly errorsByStatus = new Map<string, number>()
+  readonly latency = new LatencyHistogram()
+
+  report(): EndpointReport {
+    return {
+      sent: this.sent,
+      ok: this.ok,
+      errorsByStatus: Object.fromEntries(this.errorsByStatus),
+      latencyMs: this.latency.summary(),
+    }
+  }
+}
+
+const countInto = (counts: Map<string, number>, key: string) => counts.set(key, (counts.get(key) ?? 0) + 1)
+
+/**
+ * Replays clicks against the service: up to `concurrency` requests in flight across pages, while each page's
+ * clicks are sent one at a time in file order (a page's next click leaves only once the previous one is
+ * answered), because the service's answer to a save depends on every earlier click of that page.
+ *
+ * Rows wait in per-page lanes; a lane is either in the ready queue, or has its head in flight, or is gone, so a
+ * page never has two requests in flight. The reader takes one permit per row and a row gives it back once
+ * answered, so at most `readAhead` rows are in memory whatever the file's size.
+ */
+export class ClickReplayer {
+  /** Counters read by the progress display while the replay runs. */
+  rows = 0
+  skipped = 0
+  sent = 0
+  answered = 0
+  ok = 0
+  errors = 0
+  private readonly skippedExamples: Array<MalformedRow> = []
+  private readonly errorsByStatus = new Map<string, number>()
+  private readonly endpoints = new Map<string, EndpointStats>()
+  private startedAt = performance.now()
+  private finishedAt: number | undefined
+
+  constructor(readonly options: ReplayOptions) {}
+
+  /** Sends every click of `rows`; fails only when reading the rows fails (failed requests are counted). */
+  run<E>(
+    rows: Stream.Stream<ClickRow | MalformedRow, E>,
+  ): Effect.Effect<ReplayReport, E, HttpClient.HttpClient> {
+    const self = this
+    const { concurrency, readAhead } = this.options
+    return Effect.gen(function* () {
+      const client = yield* HttpClient.HttpClient
+      const permits = yield* Effect.makeSemaphore(readAhead)
+      const ready = yield* Queue.unbounded<Lane>()
+      const lanes = new Map<string, Lane>()
+      self.startedAt = performance.now()
+
+      const worker = Effect.gen(function* () {
+        while (true) {
+          const lane = yield* Queue.take(ready)
+          const row = lane.rows.shift()
+          if (row !== undefined) {
+            yield* self.send(client, row)
+            yield* permits.release(1)
+          }
+          // No yield between the check and the delete: the reader cannot slip a row in between.
+          if (lane.rows.size > 0) yield* Queue.offer(ready, lane)
+          else lanes.delete(lane.page)
+        }
+      })
+      for (let i = 0; i < concurrency; i++) yield* Effect.forkScoped(worker)
+
+      yield* Stream.runForEach(rows, (row) =>
+        Effect.gen(function* () {
+          self.rows++
+          if ("_tag" in row) {
+            self.skipped++
+            if (self.skippedExamples.length < 5) self.skippedExamples.push(row)
+            return
+          }
+          yield* permits.take(1)
+          const lane = lanes.get(row.page)
+          if (lane !== undefined) {
+            lane.rows.push(row)
+            return
+          }
+          const fresh: Lane = { page: row.page, rows: new Fifo() }
+          fresh.rows.push(row)
+          lanes.set(row.page, fresh)
+          yield* Queue.offer(ready, fresh)
+        }),
+      )
+      // Every permit back means every row read has been answered.
+      yield* permits.take(readAhead)
+      self.finishedAt = performance.now()
+      return self.report()
+    }).pipe(Effect.scoped)
+  }
+
+  private send(client: HttpClient.HttpClient, row: ClickRow) {
+    const endpoint = this.options.endpoint
+    const stats = this.endpointStats(endpoint)
+    const request = HttpClientRequest.post(`${this.options.url}${endpoint}`).pipe(
+      HttpClientRequest.bodyText(
+        JSON.stringify({ page_uuid: row.page, coordinates: { x: row.x, y: row.y } }),
+        "application/json",
+      ),
+    )
+    return Effect.gen(this, function* () {
+      this.sent++
+      stats.sent++
+      const started = performance.now()
+      // The body is read to its end so that the connection goes back to the pool for the next request.
+      const outcome = yield* client.execute(request).pipe(
+        Effect.flatMap((response) => Effect.as(response.text, response.status)),
+        Effect.timeoutFail({ duration: this.options.timeout, onTimeout: () => "timeout" as const }),
+        Effect.either,
+      )
+      if (outcome._tag === "Left") {
+        const key = typeof outcome.left === "string" ? outcome.left : `network: ${outcome.left.reason}`
+        this.recordError(stats, key)
+        return
+      }
+      this.answered++
+      stats.latency.record(performance.now() - started)
+      const status = outcome.right
+      if (status >= 200 && status < 300) {
+        this.ok++
+        stats.ok++
+      } else this.recordError(stats, String(status))
+    })
+  }
+
+  private recordError(stats: EndpointStats, key: string) {
+    this.errors++
+    countInto(this.errorsByStatus, key)
+    countInto(stats.errorsByStatus, key)
+  }
+
+  private endpointStats(endpoint: string): EndpointStats {
+    let stats = this.endpoints.get(endpoint)
+    if (stats === undefined) {
+      stats = new EndpointStats()
+      this.endpoints.set(endpoint, stats)
+    }
+    return stats
+  }
+
+  /** Seconds since the replay started (until it finished, once it has). */
+  elapsedSeconds(): number {
+    return ((this.finishedAt ?? performance.now()) - this.startedAt) / 1000
+  }
+
+  /** The report so far: complete once `run` has finished, partial when asked earlier (e.g. on Ctrl-C). */
+  report(): ReplayReport {
+    const elapsedSeconds = this.elapsedSeconds()
+    const endpoints: Record<string, EndpointReport> = {}
+    for (const [endpoint, stats] of this.endpoints) endpoints[endpoint] = stats.report()
+    return {
+      url: this.options.url,
+      concurrency: this.options.concurrency,
+      rows: this.rows,
+      skipped: this.skipped,
+      skippedExamples: [...this.skippedExamples],
+      sent: this.sent,
+      ok: this.ok,
+      errors: this.errors,
+      errorsByStatus: Object.fromEntries(this.errorsByStatus),
+      elapsedSeconds,
+      throughput: elapsedSeconds > 0 ? this.answered / elapsedSeconds : 0,
+      endpoints,
+    }
+  }
+}
