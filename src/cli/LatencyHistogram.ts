@@ -9,7 +9,7 @@ export interface LatencySummary {
 }
 
 /**
- * Latencies counted in buckets of three significant digits of microseconds (a relative error under 0.1%), so a
+ * Latencies counted in buckets of three significant digits of microseconds (a relative error of 0.5% at most), so a
  * replay of any length keeps a few thousand counters at most instead of every sample; the maximum is exact.
  */
 export class LatencyHistogram {

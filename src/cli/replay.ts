@@ -1,8 +1,8 @@
 import { writeFile } from "node:fs/promises"
 import { Args, Command, Options } from "@effect/cli"
-import { NodeContext, NodeHttpClient, NodeRuntime } from "@effect/platform-node"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import cliProgress from "cli-progress"
-import { Console, Duration, Effect, Layer, Option } from "effect"
+import { Console, Duration, Effect, Option } from "effect"
 import { openClickFile } from "./ClickCsv.ts"
 import { ClickReplayer, type ReplayReport } from "./ClickReplayer.ts"
 import { positiveInteger } from "./CliOptions.ts"
@@ -139,7 +139,4 @@ const command = Command.make(
 
 const cli = Command.run(command, { name: "replay", version: "0.1.0" })
 
-cli(process.argv).pipe(
-  Effect.provide(Layer.merge(NodeContext.layer, NodeHttpClient.layerUndici)),
-  NodeRuntime.runMain,
-)
+cli(process.argv).pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain)
