@@ -1,0 +1,101 @@
+import { existsSync } from "node:fs"
+import { mkdir, readFile, writeFile } from "node:fs/promises"
+import { cpus, loadavg, totalmem } from "node:os"
+import { dirname } from "node:path"
+import { Effect } from "effect"
+import type { Measurement } from "./Load.ts"
+import { BenchError, root } from "./Processes.ts"
+
+/** What the numbers were measured on: they mean little without it. */
+export interface MachineFacts {
+  readonly cores: number
+  readonly cpuModel: string
+  readonly memoryGiB: number
+  readonly node: string
+  readonly date: string
+  readonly loadAverageAtStart: ReadonlyArray<number>
+}
+
+export const machineFacts = (): MachineFacts => ({
+  cores: cpus().length,
+  cpuModel: cpus()[0]?.model ?? "unknown",
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+  date: new Date().toISOString(),
+  loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))),
+})
+
+export const machineLine = (m: MachineFacts) =>
+  `${m.cores} cores (${m.cpuModel}), ${m.memoryGiB} GiB, Node ${m.node}, ${m.date}; ` +
+  `load average at start ${m.loadAverageAtStart.join(" / ")}`
+
+/** The command that was run, as a user would type it. */
+export const commandLine = (script: string) => {
+  const args = process.argv
+    .slice(2)
+    .map((a) => (/^[\w./:,=@-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`))
+  return ["npm run", script, ...(args.length > 0 ? ["--", ...args] : [])].join(" ")
+}
+
+export const fixed = (n: number, digits: number) => (Number.isFinite(n) ? n.toFixed(digits) : "–")
+
+export const ms = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2))
+
+export const ratio = (a: number, b: number) => (b > 0 ? a / b : Number.NaN)
+
+/** A Markdown table; also readable as plain text on a terminal. */
+export const table = (headers: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) =>
+  [headers, headers.map(() => "---"), ...rows].map((r) => `| ${r.join(" | ")} |`).join("\n")
+
+/** The columns every measurement shows. */
+export const measurementCells = (m: Measurement) => [
+  String(m.connections),
+  m.rps.toFixed(0),
+  ms(m.latencyMs.p50),
+  ms(m.latencyMs.p99),
+  ms(m.latencyMs.max),
+  String(m.errors + m.timeouts),
+  String(m.non2xx),
+]
+
+export const measurementHeaders = ["conns", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "non-2xx"]
+
+const docsHeader = `# Benchmarks
+
+Measured on loopback with autocannon (load generator and server on the same machine). Each section is rewritten
+by the script named in it; numbers from a shared or busy machine are noisy: compare runs made back to back.
+`
+
+/**
+ * Replaces one script's section of docs/benchmarks.md (between its start and end markers), leaving the other
+ * scripts' sections as they are; creates the file when missing.
+ */
+export const writeDocsSection = (path: string, name: string, content: string) =>
+  Effect.tryPromise({
+    try: async () => {
+      const file = path.startsWith("/") ? path : `${root}${path}`
+      const start = `<!-- ${name}:start -->`
+      const end = `<!-- ${name}:end -->`
+      const before = existsSync(file) ? await readFile(file, "utf8") : docsHeader
+      const section = `${start}\n${content.trim()}\n${end}`
+      const from = before.indexOf(start)
+      const to = before.indexOf(end)
+      const after =
+        from !== -1 && to > from
+          ? `${before.slice(0, from)}${section}${before.slice(to + end.length)}`
+          : `${before.trimEnd()}\n\n${section}\n`
+      await mkdir(dirname(file), { recursive: true })
+      await writeFile(file, after)
+    },
+    catch: (cause) => new BenchError({ message: `cannot write ${path}: ${String(cause)}` }),
+  })
+
+export const writeJson = (path: string, value: unknown) =>
+  Effect.tryPromise({
+    try: async () => {
+      const file = path.startsWith("/") ? path : `${root}${path}`
+      await mkdir(dirname(file), { recursive: true })
+      await writeFile(file, `${JSON.stringify(value, null, 2)}\n`)
+    },
+    catch: (cause) => new BenchError({ message: `cannot write ${path}: ${String(cause)}` }),
+  })
