@@ -81,14 +81,14 @@ export const latticePool = (page: string, seed: number, size = 20_000) => {
  * The memory scenario's rows: `pages` pages with 20 clicks each, one per cluster on a 5 × 4 lattice (0.2 and
  * 0.25 apart, far beyond the default radius 0.04), so each page recovers to exactly 20 clusters.
  */
-export const memoryInsertSql = (pages: number) => `
+export const memoryInsertSql = (prefix: string, pages: number) => `
   INSERT INTO clicks (page_uuid, seq, x, y, cluster_idx, request_id, created_at)
-  SELECT 'mem/' || (g / 20), (g % 20) + 1,
+  SELECT '${prefix}/' || (g / 20), (g % 20) + 1,
     0.1 + 0.2 * ((g % 20) % 5), 0.125 + 0.25 * ((g % 20) / 5),
     g % 20, NULL, now()
   FROM generate_series(0::bigint, ${pages * 20 - 1}::bigint) AS g
 `
 
 /** One predict per memory page, at its first cluster: answering it makes the page's actor load its clusters. */
-export const memoryPool = (pages: number) =>
-  new BodyPool(Array.from({ length: pages }, (_, p) => toBody(`mem/${p}`, 0.1, 0.125)))
+export const memoryPool = (prefix: string, pages: number) =>
+  new BodyPool(Array.from({ length: pages }, (_, p) => toBody(`${prefix}/${p}`, 0.1, 0.125)))
