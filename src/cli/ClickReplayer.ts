@@ -162,6 +162,8 @@ export class ClickReplayer {
   skipped = 0
   sent = 0
   answered = 0
+  /** Rows done with: answered, given up on, or skipped. */
+  settled = 0
   ok = 0
   errors = 0
   private readonly skippedExamples: Array<MalformedRow> = []
@@ -192,6 +194,7 @@ export class ClickReplayer {
           const row = lane.rows.shift()
           if (row !== undefined) {
             yield* self.send(poster.post, row)
+            self.settled++
             yield* permits.release(1)
           }
           // No yield between the check and the delete: the reader cannot slip a row in between.
@@ -206,6 +209,7 @@ export class ClickReplayer {
           self.rows++
           if ("_tag" in row) {
             self.skipped++
+            self.settled++
             if (self.skippedExamples.length < 5) self.skippedExamples.push(row)
             return
           }

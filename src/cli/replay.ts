@@ -1,5 +1,5 @@
-import { writeFile } from "node:fs/promises"
 import { Args, Command, Options } from "@effect/cli"
+import { FileSystem } from "@effect/platform"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import cliProgress from "cli-progress"
 import { Console, Duration, Effect, Option } from "effect"
@@ -62,6 +62,9 @@ const formatReport = (file: string, report: ReplayReport) => {
  * every few seconds otherwise (logs of CI jobs and pipes do not render a redrawn bar).
  */
 const showProgress = (replayer: ClickReplayer, size: number, bytesRead: () => number) => {
+  // The reader runs ahead of the answers by up to --read-ahead rows: count the part of the file read so far only
+  // in the proportion of its rows that are settled.
+  const done = () => (replayer.rows === 0 ? 0 : bytesRead() * (replayer.settled / replayer.rows))
   const counters = () => ({
     sent: replayer.sent,
     errors: replayer.errors,
@@ -79,12 +82,12 @@ const showProgress = (replayer: ClickReplayer, size: number, bytesRead: () => nu
     return Effect.acquireRelease(
       Effect.sync(() => {
         bar.start(Math.max(size, 1), 0, counters())
-        return setInterval(() => bar.update(bytesRead(), counters()), 200)
+        return setInterval(() => bar.update(done(), counters()), 200)
       }),
       (timer) =>
         Effect.sync(() => {
           clearInterval(timer)
-          bar.update(bytesRead(), counters())
+          bar.update(done(), counters())
           bar.stop()
         }),
     )
@@ -93,10 +96,8 @@ const showProgress = (replayer: ClickReplayer, size: number, bytesRead: () => nu
     Effect.sync(() =>
       setInterval(() => {
         const { sent, errors, rate } = counters()
-        const percent = size > 0 ? Math.round((100 * bytesRead()) / size) : 100
-        process.stderr.write(
-          `replay: ${percent}% of the file read, ${sent} sent, ${rate} req/s, ${errors} errors\n`,
-        )
+        const percent = size > 0 ? Math.round((100 * done()) / size) : 100
+        process.stderr.write(`replay: ${percent}% done, ${sent} sent, ${rate} req/s, ${errors} errors\n`)
       }, 2000),
     ),
     (timer) => Effect.sync(() => clearInterval(timer)),
@@ -121,7 +122,8 @@ const command = Command.make(
           yield* Console.log(formatReport(options.file, report))
           if (Option.isSome(options.json)) {
             const path = options.json.value
-            yield* Effect.promise(() => writeFile(path, `${JSON.stringify(report, null, 2)}\n`))
+            const fs = yield* FileSystem.FileSystem
+            yield* fs.writeFileString(path, `${JSON.stringify(report, null, 2)}\n`)
             yield* Console.log(`  report written to ${path}`)
           }
         })
