@@ -52,6 +52,13 @@ export class MalformedRequest extends Schema.TaggedError<MalformedRequest>()(
   HttpApiSchema.annotations({ status: 400 }),
 ) {}
 
+/** A request body above the configured limit (MAX_BODY_BYTES). */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()(
+  "PayloadTooLarge",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 413 }),
+) {}
+
 /** No such route. */
 export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()(
   "RouteNotFound",
@@ -206,6 +213,7 @@ export class Api extends HttpApi.make("click-clusters")
   .add(AdminApi)
   .addError(InvalidRequest)
   .addError(MalformedRequest)
+  .addError(PayloadTooLarge)
   .addError(RouteNotFound)
   .annotate(OpenApi.Title, "Click clusters")
   .annotate(

@@ -1,7 +1,7 @@
 import { createServer } from "node:http"
 import { HttpApiBuilder, HttpApiSwagger, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Api } from "./Api.ts"
 import { ErrorResponsesLive } from "./ErrorResponses.ts"
@@ -16,10 +16,25 @@ export const ApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide([TrackerHttpLive, PagesHttpLive, OpsHttpLive, ExportHttpLive, ErrorResponsesLive]),
 )
 
+/**
+ * The Node server. Closing it waits for every open connection, so on shutdown idle keep-alive connections are
+ * closed at once and any still open after SHUTDOWN_TIMEOUT are cut: no client can hold the process open.
+ */
 const NodeServerLive = Layer.unwrapEffect(
-  Effect.map(AppConfig, (config) =>
-    NodeHttpServer.layer(createServer, { host: config.host, port: config.port }),
-  ),
+  Effect.map(AppConfig, (config) => {
+    const server = createServer()
+    const closeConnections = Layer.scopedDiscard(
+      Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          server.closeIdleConnections()
+          setTimeout(() => server.closeAllConnections(), Duration.toMillis(config.shutdownTimeout)).unref()
+        }),
+      ),
+    )
+    return closeConnections.pipe(
+      Layer.provideMerge(NodeHttpServer.layer(() => server, { host: config.host, port: config.port })),
+    )
+  }),
 )
 
 /** The HTTP server: the API, its OpenAPI document at /openapi.json and a docs UI at /docs. */

@@ -1,6 +1,12 @@
 import { randomUUID } from "node:crypto"
-import { HttpApp, HttpMiddleware, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Effect, Exit, FiberRef, LogLevel } from "effect"
+import {
+  HttpApp,
+  HttpIncomingMessage,
+  HttpMiddleware,
+  HttpServerRequest,
+  HttpServerResponse,
+} from "@effect/platform"
+import { Effect, Exit, FiberRef, LogLevel, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 
@@ -45,10 +51,29 @@ export const routeOf = (url: string) => {
   return "unmatched"
 }
 
+/**
+ * A body announced larger than the limit is refused before it is read. One sent without a length (chunked) is cut
+ * off at the limit by the body reader instead, which closes the connection.
+ */
+const tooLarge = Effect.succeed(
+  HttpServerResponse.unsafeJson(
+    { _tag: "PayloadTooLarge", message: "the request body is larger than the limit (MAX_BODY_BYTES)" },
+    { status: 413 },
+  ),
+)
+
+/** No endpoint takes multipart bodies; the framework's multipart parser would fail on some of them with a 500. */
+const multipartRefused = Effect.succeed(
+  HttpServerResponse.unsafeJson(
+    { _tag: "UnsupportedMediaType", message: "multipart bodies are not accepted; send application/json" },
+    { status: 415 },
+  ),
+)
+
 const requestIdPattern = /^[\w.:-]{1,128}$/
 
 /**
- * Around every request: an `x-request-id` on the response (the client's own when it sent a sane one), the HTTP
+ * Around every request: the body size limit, an `x-request-id` on the response (the client's own when it sent a sane one), the HTTP
  * metrics by route and status, and at debug level one log line with route, page, status, latency and request id.
  */
 export const observeRequests = HttpMiddleware.make((app) =>
@@ -64,7 +89,18 @@ export const observeRequests = HttpMiddleware.make((app) =>
     yield* HttpApp.appendPreResponseHandler((_, response) =>
       Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId)),
     )
-    const exit = yield* app.pipe(Effect.locally(currentRequestFacts, facts), Effect.exit)
+    const declared = Number(request.headers["content-length"] ?? 0)
+    const refusal =
+      declared > config.maxBodyBytes
+        ? tooLarge
+        : request.headers["content-type"]?.toLowerCase().startsWith("multipart/")
+          ? multipartRefused
+          : undefined
+    const exit = yield* (refusal ?? app).pipe(
+      Effect.locally(currentRequestFacts, facts),
+      HttpIncomingMessage.withMaxBodySize(Option.some(config.maxBodyBytes)),
+      Effect.exit,
+    )
     const status = Exit.isSuccess(exit) ? exit.value.status : 500
     const route = routeOf(request.url)
     const seconds = secondsSince(start)
