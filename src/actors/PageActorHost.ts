@@ -88,14 +88,16 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
           const message = next.value
           lastActive = Date.now()
           if (actor.state === undefined || actor.state.incarnation.failed) {
-            actor.state = undefined
             const recovered = yield* Effect.either(behaviour.recover(actor.page))
-            if (recovered._tag === "Left") {
+            if (recovered._tag === "Right") {
+              actor.state = recovered.right
+            } else if (actor.state === undefined || message._tag === "Save") {
               // Everything already waiting would fail the same way: answer it now rather than one timeout each.
               failAll([message, ...(yield* Queue.takeAll(actor.mailbox))], recovered.left)
               continue
             }
-            actor.state = recovered.right
+            // Otherwise the database is away and a read is served from memory; the state may still count the
+            // clicks whose saves just failed, until a later message recovers the page from the database.
           }
           const state = actor.state
           yield* behaviour.handle(state, message)

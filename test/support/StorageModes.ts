@@ -66,6 +66,13 @@ const external = async (baseUrl: string): Promise<StorageMode> => {
   }
 }
 
+/** The Postgres server of the development machine, used where a test needs one and DATABASE_URL names none. */
+export const LOCAL_POSTGRES = "postgres://postgres@127.0.0.1:5432/postgres"
+
+/** A fresh database on DATABASE_URL's server, or on the local one: for tests that only make sense outside the process. */
+export const externalStorage = (): Promise<StorageMode> =>
+  external(process.env.DATABASE_URL || LOCAL_POSTGRES)
+
 /** The storage modes to run server tests in: always the embedded one, and the named Postgres when given. */
 export const storageModes = (): ReadonlyArray<{
   readonly name: string
