@@ -62,8 +62,23 @@ export const measurementHeaders = ["conns", "req/s", "p50 ms", "p99 ms", "max ms
 
 const docsHeader = `# Benchmarks
 
-Measured on loopback with autocannon (load generator and server on the same machine). Each section is rewritten
-by the script named in it; numbers from a shared or busy machine are noisy: compare runs made back to back.
+Measured on loopback with autocannon as a library (load generator and server on the same machine, the server a
+child process built with \`tsc\` into \`bench-results/dist\`, LOG_LEVEL=warn). Each section below is rewritten by
+the script named in its title; the JSON of the last run is in \`bench-results/\` (not committed). Numbers from a
+shared or busy machine are noisy (the load average is recorded with each measurement): compare runs made back to
+back on the same machine, and read the ratios to the raw ceiling rather than absolute numbers.
+
+How to run:
+
+- \`npm run bench\`: everything, 10 s per measurement. A quick pass: \`npm run bench -- --duration 3 --warmup 1\`.
+  Flags: \`--only a,b,c,d,history\`, \`--connections 1,32,128\`, \`--skip-build\`, \`--postgres URL\` (a server where
+  databases may be created and dropped; (d) is skipped when it does not answer), \`--json FILE\`, \`--docs FILE\`
+  (\`--docs ''\` leaves this file alone).
+- \`npm run bench:memory\`: memory per cluster (a few minutes: 2,000,000 rows inserted, 100,000 pages loaded).
+  Flags: \`--pages N\`, \`--connections N\`, \`--skip-build\`, \`--postgres URL\`, \`--json FILE\`, \`--docs FILE\`.
+- \`npm run gen-clicks -- --pages 1000 --clusters 5 --clicks 100000 --noise 0.02 --out clicks.csv\` and
+  \`npm run replay -- clicks.csv --url http://127.0.0.1:8000 --concurrency 32 [--json report.json]\` replay a click
+  file with per-page order kept.
 `
 
 /**

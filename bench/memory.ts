@@ -115,7 +115,8 @@ const memory = Command.make("bench-memory", options, (o) =>
         )
         const load = yield* loadPages(server, memoryPool("mem", o.pages), o.pages, o.connections)
         yield* Console.log(
-          `  ${load.found} pages answered their cluster, ${load.missing} did not, in ${load.seconds.toFixed(1)} s`,
+          `  ${load.found} pages answered their cluster, ${load.missing} did not, in ${load.seconds.toFixed(1)} s ` +
+            `(statuses ${JSON.stringify(load.measurement.statusCodes)})`,
         )
         const after = yield* settledReading(server)
         yield* Console.log(
@@ -135,6 +136,7 @@ const memory = Command.make("bench-memory", options, (o) =>
           pagesAnswered: load.found,
           pagesMissing: load.missing,
           errors: load.measurement.errors + load.measurement.timeouts,
+          statusCodes: load.measurement.statusCodes,
           before,
           after,
           rssBytesPerCluster: (after.rssBytes - before.rssBytes) / clusters,
@@ -155,7 +157,9 @@ const memory = Command.make("bench-memory", options, (o) =>
         `straight into the ${result.storage} database, then one predict per page makes every page's actor load ` +
         "(ACTOR_IDLE_TIMEOUT and SNAPSHOT_INTERVAL set to 10 hours so nothing passivates or snapshots). Readings " +
         `are taken after two forced garbage collections in the server. ${result.pagesAnswered.toLocaleString("en")} ` +
-        `pages answered their first cluster, ${result.pagesMissing} did not; loading took ${result.loadSeconds.toFixed(1)} s.`,
+        `pages answered their first cluster, ${result.pagesMissing} did not (answers by status: ` +
+        `${JSON.stringify(result.statusCodes)}, no answer: ${result.errors}); loading took ` +
+        `${result.loadSeconds.toFixed(1)} s (${(result.pages / result.loadSeconds).toFixed(0)} pages/s).`,
       "",
       table(
         ["reading", "RSS MiB", "V8 heap used MiB", "active pages"],
