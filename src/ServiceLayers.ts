@@ -1,0 +1,25 @@
+import { Layer } from "effect"
+import { PageActorHost } from "./actors/PageActorHost.ts"
+import { PageBehaviour } from "./actors/PageBehaviour.ts"
+import { Metrics } from "./Metrics.ts"
+import { ActivityRepository } from "./persistence/ActivityRepository.ts"
+import { ClickLog } from "./persistence/ClickLog.ts"
+import { ClickRepository } from "./persistence/ClickRepository.ts"
+import { Readiness } from "./persistence/Readiness.ts"
+import { SnapshotStore } from "./persistence/SnapshotStore.ts"
+import { SqlLive } from "./persistence/Sql.ts"
+
+/** The database (migrated) and everything that reads or writes it. */
+export const StorageLive = Layer.mergeAll(
+  ClickLog.Default,
+  ClickRepository.Default,
+  SnapshotStore.Default,
+  ActivityRepository.Default,
+  Readiness.Default,
+).pipe(Layer.provideMerge(SqlLive))
+
+/** The page actor host with its behaviour. */
+export const ActorsLive = PageActorHost.Default.pipe(Layer.provide(PageBehaviour.Default))
+
+/** Everything but HTTP: actors, storage and metrics; needs only the configuration. */
+export const CoreLive = ActorsLive.pipe(Layer.provideMerge(StorageLive), Layer.provideMerge(Metrics.Default))

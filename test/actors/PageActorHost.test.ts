@@ -1,0 +1,182 @@
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { SqlClient } from "@effect/sql"
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Effect, Either, Layer } from "effect"
+import { PageActorHost } from "../../src/actors/PageActorHost.ts"
+import { AppConfig } from "../../src/Config.ts"
+import { PageClusters } from "../../src/domain/PageClusters.ts"
+import { CoreLive } from "../../src/ServiceLayers.ts"
+
+const dirs: Array<string> = []
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+})
+
+/** The actors and storage on a fresh embedded database, configured as the environment variables say. */
+const core = (env: Record<string, string>, dataDir?: string) => {
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), "actors-"))
+  if (dataDir === undefined) dirs.push(dir)
+  const provider = ConfigProvider.fromMap(
+    new Map(Object.entries({ LOG_LEVEL: "error", ...env, DATA_DIR: dir })),
+  )
+  return {
+    dir,
+    layer: CoreLive.pipe(
+      Layer.provideMerge(AppConfig.Default),
+      Layer.provide(Layer.setConfigProvider(provider)),
+    ),
+  }
+}
+
+/** Clicks around three centres, deterministic. */
+const clicks = Array.from({ length: 12 }, (_, i) => {
+  const centre = [
+    [0.2, 0.2],
+    [0.6, 0.3],
+    [0.4, 0.8],
+  ][i % 3]!
+  return { x: centre[0]! + ((i * 7) % 5) * 0.003, y: centre[1]! + ((i * 3) % 4) * 0.004 }
+})
+const page = "recovery/1"
+
+const saveAll = (points: ReadonlyArray<{ x: number; y: number }>) =>
+  Effect.flatMap(PageActorHost, (host) => Effect.forEach(points, (p) => host.save(page, p.x, p.y, null)))
+
+const summaries = Effect.flatMap(PageActorHost, (host) => host.clusters(page)).pipe(
+  Effect.map((all) => all.map((c) => ({ idx: c.clusterIdx, x: c.centroidX, y: c.centroidY, n: c.count }))),
+)
+
+/** The page's clusters as the domain computes them from the clicks, in order. */
+const expectedSummaries = (points: ReadonlyArray<{ x: number; y: number }>) => {
+  const domain = new PageClusters(0.04)
+  for (const p of points) domain.assign(p.x, p.y, 0)
+  return Array.from({ length: domain.size }, (_, i) => {
+    const c = domain.summary(i)
+    return { idx: i, x: c.centroidX, y: c.centroidY, n: c.count }
+  })
+}
+
+const waitUntil = <E, R>(check: Effect.Effect<boolean, E, R>) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 200; i++) {
+      if (yield* check) return
+      yield* Effect.sleep("50 millis")
+    }
+    return yield* Effect.die(new Error("condition not met within 10 s"))
+  })
+
+const snapshotSeq = Effect.flatMap(
+  SqlClient.SqlClient,
+  (sql) => sql<{ seq: number }>`SELECT seq::int AS seq FROM page_snapshots WHERE page_uuid = ${page}`,
+).pipe(Effect.map((rows) => rows[0]?.seq ?? 0))
+
+describe("PageActorHost on a real database", () => {
+  it.live(
+    "recovers a page from its latest snapshot plus the clicks after its watermark",
+    () =>
+      Effect.gen(function* () {
+        const first = core({ SNAPSHOT_EVERY: "5" })
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            yield* saveAll(clicks)
+            yield* waitUntil(Effect.map(snapshotSeq, (seq) => seq >= 10))
+          }).pipe(Effect.provide(first.layer)),
+        )
+        // Put the snapshot back to click 10 and delete the clicks it covers: only the snapshot can supply them now,
+        // and only clicks 11 and 12 can supply the rest.
+        const atTen = new PageClusters(0.04)
+        for (const p of clicks.slice(0, 10)) atTen.assign(p.x, p.y, 0)
+        const second = core({}, first.dir)
+        const recovered = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const sql = yield* SqlClient.SqlClient
+            yield* sql`UPDATE page_snapshots SET seq = 10, clusters = ${JSON.stringify({ format: 1, radius: 0.04, ...atTen.toSnapshot() })}::jsonb`
+            yield* sql`DELETE FROM clicks WHERE page_uuid = ${page} AND seq <= 10`
+            return yield* summaries
+          }).pipe(Effect.provide(second.layer)),
+        )
+        expect(recovered).toEqual(expectedSummaries(clicks))
+      }),
+    60_000,
+  )
+
+  it.live(
+    "ignores an unreadable snapshot and rebuilds the page from its clicks",
+    () =>
+      Effect.gen(function* () {
+        const first = core({ SNAPSHOT_EVERY: "4" })
+        yield* Effect.scoped(saveAll(clicks).pipe(Effect.provide(first.layer)))
+        for (const broken of [
+          '{"format": 99}',
+          '{"format": 1, "radius": 0.04, "sumX": [1], "sumY": [], "count": [1], "firstAt": [], "lastAt": []}',
+          '"garbage"',
+        ]) {
+          const again = core({}, first.dir)
+          const rebuilt = yield* Effect.scoped(
+            Effect.gen(function* () {
+              const sql = yield* SqlClient.SqlClient
+              yield* sql`UPDATE page_snapshots SET clusters = ${broken}::jsonb`
+              return yield* summaries
+            }).pipe(Effect.provide(again.layer)),
+          )
+          expect(rebuilt).toEqual(expectedSummaries(clicks))
+        }
+      }),
+    60_000,
+  )
+
+  it.live(
+    "passivates an idle page after a snapshot and restarts it on its next message",
+    () =>
+      Effect.gen(function* () {
+        const { layer } = core({ ACTOR_IDLE_TIMEOUT: "200 millis", SNAPSHOT_EVERY: "1000" })
+        yield* Effect.gen(function* () {
+          const host = yield* PageActorHost
+          yield* saveAll(clicks.slice(0, 6))
+          expect(host.activeCount()).toBe(1)
+          yield* waitUntil(Effect.sync(() => host.activeCount() === 0))
+          expect(yield* snapshotSeq).toBe(6)
+          expect(yield* summaries).toEqual(expectedSummaries(clicks.slice(0, 6)))
+          expect(host.activeCount()).toBe(1)
+        }).pipe(Effect.scoped, Effect.provide(layer))
+      }),
+    60_000,
+  )
+
+  it.live(
+    "answers 503 to every save of a failed batch and restarts the page from the database",
+    () =>
+      Effect.gen(function* () {
+        const { layer } = core({ DB_TIMEOUT: "2 seconds" })
+        yield* Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          const host = yield* PageActorHost
+          yield* saveAll(clicks.slice(0, 4))
+          yield* sql`ALTER TABLE clicks RENAME TO clicks_away`
+          // pipelined: these are assigned one after another without waiting for each other's commit
+          const failed = yield* Effect.forEach(
+            clicks.slice(4, 8),
+            (p) => Effect.either(host.save(page, p.x, p.y, null)),
+            {
+              concurrency: "unbounded",
+            },
+          )
+          expect(failed.map((r) => (Either.isLeft(r) ? r.left._tag : "acknowledged"))).toEqual(
+            Array(4).fill("StorageUnavailable"),
+          )
+          yield* sql`ALTER TABLE clicks_away RENAME TO clicks`
+          // the failed clicks left no trace: the page continues from its four stored clicks
+          yield* saveAll(clicks.slice(8))
+          const stored = yield* sql<{
+            x: number
+            y: number
+          }>`SELECT x, y FROM clicks WHERE page_uuid = ${page} ORDER BY seq`
+          expect(stored).toEqual([...clicks.slice(0, 4), ...clicks.slice(8)])
+          expect(yield* summaries).toEqual(expectedSummaries(stored))
+        }).pipe(Effect.scoped, Effect.provide(layer))
+      }),
+    60_000,
+  )
+})
