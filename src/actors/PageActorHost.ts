@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, FiberSet, Option, Queue } from "effect"
+import { Deferred, Duration, Effect, FiberSet, type Option, Schedule } from "effect"
 import { AppConfig } from "../Config.ts"
 import type { ClusterSummary } from "../domain/PageClusters.ts"
 import { Metrics } from "../Metrics.ts"
@@ -6,36 +6,40 @@ import { PageBehaviour, type PageState } from "./PageBehaviour.ts"
 import { PageBusy, type StorageUnavailable } from "./PageErrors.ts"
 import type { PageMessage, SaveError, SaveReply } from "./PageProtocol.ts"
 
-/** A running page actor: its mailbox, and its state once recovered. */
+/** A page actor: its mailbox, its state once recovered, and whether a fiber is serving it now. */
 interface Actor {
   readonly page: string
-  readonly mailbox: Queue.Queue<PageMessage>
+  readonly mailbox: Array<PageMessage>
   state: PageState | undefined
+  /** A fiber is draining the mailbox; at most one at a time, so messages are served strictly in order. */
+  running: boolean
+  lastActive: number
   /** Set, together with its removal from the registry, when it passivates: it takes no message after that. */
   stopped: boolean
 }
 
 /**
- * Hosts page actors in this process (virtual-actor style): an actor starts on its page's first message, serves its
- * bounded mailbox strictly in order on its own fiber, and stops after `ACTOR_IDLE_TIMEOUT` without messages
- * (snapshot first). Pages never wait for one another.
+ * Hosts page actors in this process (virtual-actor style). An actor comes to life on its page's first message and
+ * serves its bounded mailbox strictly in order on a fiber of its own, which runs while there are messages and
+ * ends when the mailbox is empty: an idle page costs its state and nothing more (no parked fiber, no timer), so
+ * hundreds of thousands of pages fit in memory. One sweeper passivates pages idle for `ACTOR_IDLE_TIMEOUT`
+ * (snapshot first) and snapshots idle pages that are due. Pages never wait for one another.
  */
 export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageActorHost", {
   scoped: Effect.gen(function* () {
     const config = yield* AppConfig
     const behaviour = yield* PageBehaviour
+    const metrics = yield* Metrics
     const fibers = yield* FiberSet.make()
     const actors = new Map<string, Actor>()
     const idleMs = Duration.toMillis(config.actorIdleTimeout)
-    const tick = Duration.min(config.actorIdleTimeout, config.snapshotInterval)
     let accepting = true
-    const mailboxSize = (a: Actor) => a.mailbox.unsafeSize().pipe(Option.getOrElse(() => 0))
-    const metrics = yield* Metrics
+
     metrics.observeActors({
       active: () => actors.size,
       mailboxDepth: () => {
         let depth = 0
-        for (const a of actors.values()) depth += mailboxSize(a)
+        for (const a of actors.values()) depth += a.mailbox.length
         return depth
       },
     })
@@ -53,60 +57,42 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
 
     const snapshotInBackground = (state: PageState) => FiberSet.run(fibers, behaviour.takeSnapshot(state))
 
-    /** Stops the actor if it has been idle long enough and nothing of it is in flight; atomic with `send`. */
-    const passivateIfIdle = (actor: Actor, lastActive: number) =>
-      Effect.sync(() => {
-        const state = actor.state
-        const idle =
-          Date.now() - lastActive >= idleMs &&
-          mailboxSize(actor) === 0 &&
-          (state === undefined || state.incarnation.pending === 0)
-        if (idle) {
-          actor.stopped = true
-          actors.delete(actor.page)
-        }
-        return idle
-      })
-
-    const run = (actor: Actor) =>
+    /** Serves one message: recovers the page first when it has no state or its state failed. */
+    const serve = (actor: Actor, message: PageMessage) =>
       Effect.gen(function* () {
-        let lastActive = Date.now()
+        actor.lastActive = Date.now()
+        if (actor.state === undefined || actor.state.incarnation.failed) {
+          const recovered = yield* Effect.either(behaviour.recover(actor.page))
+          if (recovered._tag === "Right") {
+            actor.state = recovered.right
+          } else if (actor.state === undefined || message._tag === "Save") {
+            // Everything already waiting would fail the same way: answer it now rather than one timeout each.
+            failAll([message, ...actor.mailbox.splice(0)], recovered.left)
+            return
+          }
+          // Otherwise the database is away and a read is served from memory; the state may still count the
+          // clicks whose saves just failed, until a later message recovers the page from the database.
+        }
+        const state = actor.state
+        yield* behaviour.handle(state, message)
+        if (message._tag === "Save" && behaviour.snapshotDue(state, actor.lastActive))
+          yield* snapshotInBackground(state)
+      })
+
+    /** The actor's fiber: serves the mailbox until it is empty; the emptiness check and the stop are one step. */
+    const drain = (actor: Actor) =>
+      Effect.gen(function* () {
         while (true) {
-          // Poll first: a busy actor does not pay for a timer on every message.
-          let next = yield* Queue.poll(actor.mailbox)
-          if (Option.isNone(next)) next = yield* Queue.take(actor.mailbox).pipe(Effect.timeoutOption(tick))
-          if (Option.isNone(next)) {
-            const state = actor.state
-            if (yield* passivateIfIdle(actor, lastActive)) {
-              if (state !== undefined && state.seq > state.snapshotSeq) yield* behaviour.takeSnapshot(state)
-              return
-            }
-            if (state !== undefined && behaviour.snapshotDue(state, Date.now()))
-              yield* snapshotInBackground(state)
-            continue
+          const message = actor.mailbox.shift()
+          if (message === undefined) {
+            actor.running = false
+            return
           }
-          const message = next.value
-          lastActive = Date.now()
-          if (actor.state === undefined || actor.state.incarnation.failed) {
-            const recovered = yield* Effect.either(behaviour.recover(actor.page))
-            if (recovered._tag === "Right") {
-              actor.state = recovered.right
-            } else if (actor.state === undefined || message._tag === "Save") {
-              // Everything already waiting would fail the same way: answer it now rather than one timeout each.
-              failAll([message, ...(yield* Queue.takeAll(actor.mailbox))], recovered.left)
-              continue
-            }
-            // Otherwise the database is away and a read is served from memory; the state may still count the
-            // clicks whose saves just failed, until a later message recovers the page from the database.
-          }
-          const state = actor.state
-          yield* behaviour.handle(state, message)
-          if (message._tag === "Save" && behaviour.snapshotDue(state, lastActive))
-            yield* snapshotInBackground(state)
+          yield* serve(actor, message)
         }
       })
 
-    /** Delivers a message to the page's actor (starting it if needed) and waits for the reply. */
+    /** Delivers a message to the page's actor (bringing it to life if needed) and waits for the reply. */
     const send = <A, E extends SaveError = StorageUnavailable>(
       page: string,
       message: (reply: Deferred.Deferred<A, E>) => PageMessage,
@@ -114,35 +100,63 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       Effect.gen(function* () {
         if (!accepting) return yield* new PageBusy({ message: "the service is shutting down" })
         const reply = yield* Deferred.make<A, E>()
-        const envelope = message(reply)
-        while (true) {
-          let actor = actors.get(page)
-          if (actor === undefined) {
-            const mailbox = yield* Queue.bounded<PageMessage>(config.mailboxSize)
-            actor = actors.get(page)
-            if (actor === undefined) {
-              actor = { page, mailbox, state: undefined, stopped: false }
-              actors.set(page, actor)
-              yield* FiberSet.run(fibers, run(actor))
-            }
+        let actor = actors.get(page)
+        if (actor === undefined) {
+          actor = {
+            page,
+            mailbox: [],
+            state: undefined,
+            running: false,
+            lastActive: Date.now(),
+            stopped: false,
           }
-          if (actor.stopped) continue
-          if (!actor.mailbox.unsafeOffer(envelope)) {
-            return yield* new PageBusy({ message: `too many requests for page ${page}; retry later` })
-          }
-          return yield* Deferred.await(reply)
+          actors.set(page, actor)
         }
+        if (actor.mailbox.length >= config.mailboxSize) {
+          return yield* new PageBusy({ message: `too many requests for page ${page}; retry later` })
+        }
+        actor.mailbox.push(message(reply))
+        if (!actor.running) {
+          actor.running = true
+          yield* FiberSet.run(fibers, drain(actor))
+        }
+        return yield* Deferred.await(reply)
       })
+
+    /** Whether nothing of the actor is waiting, running or uncommitted. */
+    const quiet = (a: Actor) =>
+      !a.running && a.mailbox.length === 0 && (a.state === undefined || a.state.incarnation.pending === 0)
+
+    /**
+     * Passivates pages idle for ACTOR_IDLE_TIMEOUT (a final snapshot when they have unsnapshotted clicks) and
+     * snapshots idle pages whose snapshot is due by SNAPSHOT_INTERVAL. Runs between messages, never during one:
+     * `send` and this check run without yielding, so no message can slip into a passivated actor.
+     */
+    const sweep = Effect.gen(function* () {
+      const now = Date.now()
+      for (const actor of actors.values()) {
+        if (!quiet(actor)) continue
+        const state = actor.state
+        if (now - actor.lastActive >= idleMs) {
+          actor.stopped = true
+          actors.delete(actor.page)
+          if (state !== undefined && state.seq > state.snapshotSeq) yield* snapshotInBackground(state)
+        } else if (state !== undefined && behaviour.snapshotDue(state, now)) {
+          yield* snapshotInBackground(state)
+        }
+      }
+    })
+    const sweepEvery = Duration.max(
+      Duration.millis(10),
+      Duration.min(Duration.seconds(1), Duration.min(config.actorIdleTimeout, config.snapshotInterval)),
+    )
+    yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(sweepEvery)))
 
     // Shutdown: refuse new messages, let the actors finish their mailboxes and their clicks commit, snapshot.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         accepting = false
-        const busy = () =>
-          Array.from(actors.values()).some(
-            (a) => mailboxSize(a) > 0 || (a.state !== undefined && a.state.incarnation.pending > 0),
-          )
-        while (busy()) yield* Effect.sleep("2 millis")
+        while (!Array.from(actors.values()).every(quiet)) yield* Effect.sleep("2 millis")
         yield* Effect.forEach(
           actors.values(),
           (a) =>
