@@ -1,5 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Chunk, Effect, Option, Stream } from "effect"
+import { AppConfig } from "../Config.ts"
 import type { ExportRow } from "./ExportFormat.ts"
 
 /** What to export: every page, or only one. */
@@ -7,13 +8,21 @@ export interface ExportFilter {
   readonly page?: string | undefined
 }
 
-/** Pages per query: a query holds the (possibly only) pooled connection, so it must stay short. */
-const PAGES_PER_QUERY = 500
+/**
+ * Pages per query: each query holds a pooled connection, so it must stay short. The embedded database is worse
+ * off: it has one connection, which the click writer needs too, and it runs queries on the process's only
+ * thread, so the whole server waits while a chunk is read (100 pages of 100 clusters ≈ 350 ms there, ≈ 30 ms on
+ * Postgres). Smaller chunks there keep saves answering during an export, at the cost of more queries.
+ */
+const PAGES_PER_QUERY = { postgres: 100, embedded: 20 } as const
 
 interface ClusterRow {
   readonly page_uuid: string
   readonly snapshot_seq: number
-  /** Null for a page whose snapshot has no clusters: the row is still there so that every page is counted. */
+  /**
+   * Null (and so are the other cluster columns) for a page whose snapshot has no clusters: the row is still
+   * there so that every page of the chunk is counted; it is not exported.
+   */
   readonly cluster_idx: number | null
   readonly centroid_x: number
   readonly centroid_y: number
@@ -43,16 +52,20 @@ const toExportRow = (row: ClusterRow, clusterIdx: number): ExportRow => ({
 export class SnapshotExport extends Effect.Service<SnapshotExport>()("persistence/SnapshotExport", {
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
+    const config = yield* AppConfig
+    const defaultPagesPerQuery = Option.isSome(config.databaseUrl)
+      ? PAGES_PER_QUERY.postgres
+      : PAGES_PER_QUERY.embedded
     const pageCondition = (filter: ExportFilter) =>
       filter.page === undefined ? [] : [sql`page_uuid = ${filter.page}`]
 
     /**
-     * The clusters of up to PAGES_PER_QUERY pages after `after`, in (page_uuid, cluster_idx) order, and the cursor
+     * The clusters of up to `limit` pages after `after`, in (page_uuid, cluster_idx) order, and the cursor
      * to continue from when there may be more. The jsonb columns are zipped back into rows in SQL (ROWS FROM …
      * WITH ORDINALITY), so no snapshot document is parsed in the process. It reads the layout of format 1, the
      * only one SnapshotStore writes: a new format needs a change here too.
      */
-    const readChunk = (filter: ExportFilter, after: Option.Option<string>) =>
+    const readChunk = (filter: ExportFilter, limit: number, after: Option.Option<string>) =>
       Effect.gen(function* () {
         const conditions = [
           ...pageCondition(filter),
@@ -63,7 +76,7 @@ export class SnapshotExport extends Effect.Service<SnapshotExport>()("persistenc
             SELECT page_uuid, seq, clusters FROM page_snapshots
             WHERE ${sql.and(conditions)}
             ORDER BY page_uuid
-            LIMIT ${PAGES_PER_QUERY}
+            LIMIT ${limit}
           )
           SELECT
             chunk.page_uuid,
@@ -94,8 +107,7 @@ export class SnapshotExport extends Effect.Service<SnapshotExport>()("persistenc
           }
           if (row.cluster_idx !== null) out.push(toExportRow(row, row.cluster_idx))
         }
-        const next =
-          pages === PAGES_PER_QUERY && lastPage !== undefined ? Option.some(lastPage) : Option.none<string>()
+        const next = pages === limit && lastPage !== undefined ? Option.some(lastPage) : Option.none<string>()
         return [Chunk.unsafeFromArray(out), next] as const
       }).pipe(Effect.withSpan("SnapshotExport.readChunk"))
 
@@ -114,17 +126,19 @@ export class SnapshotExport extends Effect.Service<SnapshotExport>()("persistenc
        * The rows of every selected page, in (page_uuid, cluster_idx) order. The first chunk is read by the
        * returned effect, so a database that cannot be read fails here, before anything is written; the rest is
        * read as the stream is pulled, one chunk at a time (a slow consumer slows the reads, memory stays bounded
-       * by one chunk). A failure after the first chunk fails the stream.
+       * by one chunk). A failure after the first chunk fails the stream. `pagesPerQuery` is for tests.
        */
-      rows: (filter: ExportFilter) =>
-        readChunk(filter, Option.none()).pipe(
+      rows: (filter: ExportFilter, pagesPerQuery: number = defaultPagesPerQuery) =>
+        readChunk(filter, pagesPerQuery, Option.none()).pipe(
           Effect.map(([first, next]) =>
             Stream.concat(
               Stream.fromChunk(first),
               Option.match(next, {
                 onNone: () => Stream.empty,
                 onSome: (cursor) =>
-                  Stream.paginateChunkEffect(cursor, (last) => readChunk(filter, Option.some(last))),
+                  Stream.paginateChunkEffect(cursor, (last) =>
+                    readChunk(filter, pagesPerQuery, Option.some(last)),
+                  ),
               }),
             ),
           ),
