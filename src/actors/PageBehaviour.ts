@@ -22,7 +22,7 @@ export interface PageState {
   snapshotSeq: number
   snapshotAt: number
   /** Answers given to recent saves that carried a request id, so a duplicate gets the first answer at once. */
-  readonly answered: Map<string, { readonly x: number; readonly y: number; readonly reply: SaveReply }>
+  answered: Map<string, { readonly x: number; readonly y: number; readonly reply: SaveReply }> | undefined
 }
 
 /** How many recent request ids a page remembers; older ones are found in the database. */
@@ -66,7 +66,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
           lastCommit: Effect.void,
           snapshotSeq: from,
           snapshotAt: Date.now(),
-          answered: new Map(),
+          answered: undefined, // made on the first save with a request id: most pages never need it
         }
         metrics.recoveryDuration.observe(secondsSince(start))
         return state
@@ -83,7 +83,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     /** The first answer to an earlier save with the same request id: from memory, else from the click log. */
     const earlierAnswer = (state: PageState, requestId: string, x: number, y: number) =>
       Effect.gen(function* () {
-        const recent = state.answered.get(requestId)
+        const recent = state.answered?.get(requestId)
         if (recent !== undefined) {
           return recent.x === x && recent.y === y ? Option.some(recent.reply) : yield* conflict(requestId)
         }
@@ -105,11 +105,12 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       })
 
     const remember = (state: PageState, requestId: string, x: number, y: number, reply: SaveReply) => {
-      if (state.answered.size >= ANSWERED_CAPACITY) {
-        const oldest = state.answered.keys().next()
-        if (oldest.done !== true) state.answered.delete(oldest.value)
+      const answered = (state.answered ??= new Map())
+      if (answered.size >= ANSWERED_CAPACITY) {
+        const oldest = answered.keys().next()
+        if (oldest.done !== true) answered.delete(oldest.value)
       }
-      state.answered.set(requestId, { x, y, reply })
+      answered.set(requestId, { x, y, reply })
     }
 
     /** Answers one message; a save hands its click to the log and replies without waiting for the commit. */

@@ -10,6 +10,13 @@ export interface PageClustersSnapshot {
   readonly lastAt: ReadonlyArray<number>
 }
 
+const STRIDE = 5
+const SUM_X = 0
+const SUM_Y = 1
+const COUNT = 2
+const FIRST_AT = 3
+const LAST_AT = 4
+
 /** One cluster as analysts see it. */
 export interface ClusterSummary {
   readonly clusterIdx: number
@@ -33,23 +40,16 @@ export class PageClusters {
   private readonly radiusSquared: number
   private readonly grid: SpatialGrid
   private n = 0
-  private sumX: Float64Array
-  private sumY: Float64Array
-  private counts: Float64Array
-  private firstAt: Float64Array
-  private lastAt: Float64Array
+  /**
+   * Per cluster, five slots (sum x, sum y, count, first and last click time) in one plain array of doubles: one
+   * allocation per page, grown by V8, with less fixed overhead than typed arrays, which matters with hundreds of
+   * thousands of pages in memory.
+   */
+  private readonly data: Array<number> = []
 
-  constructor(
-    readonly radius: number,
-    capacity = 4,
-  ) {
+  constructor(readonly radius: number) {
     this.radiusSquared = radius * radius
-    this.grid = new SpatialGrid(radius, capacity)
-    this.sumX = new Float64Array(capacity)
-    this.sumY = new Float64Array(capacity)
-    this.counts = new Float64Array(capacity)
-    this.firstAt = new Float64Array(capacity)
-    this.lastAt = new Float64Array(capacity)
+    this.grid = new SpatialGrid(radius)
   }
 
   /** Number of clusters. */
@@ -57,16 +57,10 @@ export class PageClusters {
     return this.n
   }
 
-  /** Total number of clicks assigned. */
-  get clicks(): number {
-    let total = 0
-    for (let i = 0; i < this.n; i++) total += this.counts[i]!
-    return total
-  }
-
   /** The cluster a point would join, or NONE; changes nothing. */
   predict(x: number, y: number): number {
     const grid = this.grid
+    const data = this.data
     const column = grid.column(x)
     const row = grid.column(y)
     let best = PageClusters.NONE
@@ -74,9 +68,10 @@ export class PageClusters {
     for (let c = column - 1; c <= column + 1; c++) {
       for (let r = row - 1; r <= row + 1; r++) {
         for (let i = grid.first(c, r); i !== SpatialGrid.NONE; i = grid.next(i)) {
-          const n = this.counts[i]!
-          const dx = this.sumX[i]! / n - x
-          const dy = this.sumY[i]! / n - y
+          const o = i * STRIDE
+          const n = data[o + COUNT]!
+          const dx = data[o + SUM_X]! / n - x
+          const dy = data[o + SUM_Y]! / n - y
           const distance = dx * dx + dy * dy
           if (
             distance < bestDistance ||
@@ -98,60 +93,64 @@ export class PageClusters {
   assign(x: number, y: number, at: number): number {
     const i = this.predict(x, y)
     if (i === PageClusters.NONE) return this.found(x, y, 1, at, at)
-    this.sumX[i]! += x
-    this.sumY[i]! += y
-    const n = ++this.counts[i]!
-    if (at < this.firstAt[i]!) this.firstAt[i] = at
-    if (at > this.lastAt[i]!) this.lastAt[i] = at
-    this.grid.move(i, this.sumX[i]! / n, this.sumY[i]! / n)
+    const data = this.data
+    const o = i * STRIDE
+    const sumX = (data[o + SUM_X]! += x)
+    const sumY = (data[o + SUM_Y]! += y)
+    const n = ++data[o + COUNT]!
+    if (at < data[o + FIRST_AT]!) data[o + FIRST_AT] = at
+    if (at > data[o + LAST_AT]!) data[o + LAST_AT] = at
+    this.grid.move(i, sumX / n, sumY / n)
     return i
   }
 
   /** Coordinates of a cluster's centroid. */
   centroid(i: number): { readonly x: number; readonly y: number } {
-    const n = this.counts[i]!
-    return { x: this.sumX[i]! / n, y: this.sumY[i]! / n }
+    const o = i * STRIDE
+    const n = this.data[o + COUNT]!
+    return { x: this.data[o + SUM_X]! / n, y: this.data[o + SUM_Y]! / n }
   }
 
   /** Number of clicks in a cluster. */
   count(i: number): number {
-    return this.counts[i]!
+    return this.data[i * STRIDE + COUNT]!
   }
 
   /** The cluster with the most clicks (ties → lower index), or NONE on an empty page. */
   largest(): number {
     let best = PageClusters.NONE
     for (let i = 0; i < this.n; i++)
-      if (best === PageClusters.NONE || this.counts[i]! > this.counts[best]!) best = i
+      if (best === PageClusters.NONE || this.count(i) > this.count(best)) best = i
     return best
   }
 
   summary(i: number): ClusterSummary {
     const { x, y } = this.centroid(i)
+    const o = i * STRIDE
     return {
       clusterIdx: i,
       centroidX: x,
       centroidY: y,
-      count: this.counts[i]!,
-      firstAt: this.firstAt[i]!,
-      lastAt: this.lastAt[i]!,
+      count: this.data[o + COUNT]!,
+      firstAt: this.data[o + FIRST_AT]!,
+      lastAt: this.data[o + LAST_AT]!,
     }
   }
 
   toSnapshot(): PageClustersSnapshot {
-    const n = this.n
+    const column = (slot: number) => Array.from({ length: this.n }, (_, i) => this.data[i * STRIDE + slot]!)
     return {
-      sumX: Array.from(this.sumX.subarray(0, n)),
-      sumY: Array.from(this.sumY.subarray(0, n)),
-      count: Array.from(this.counts.subarray(0, n)),
-      firstAt: Array.from(this.firstAt.subarray(0, n)),
-      lastAt: Array.from(this.lastAt.subarray(0, n)),
+      sumX: column(SUM_X),
+      sumY: column(SUM_Y),
+      count: column(COUNT),
+      firstAt: column(FIRST_AT),
+      lastAt: column(LAST_AT),
     }
   }
 
   /** Rebuilds a page from a snapshot; the caller has checked that its columns have equal lengths. */
   static fromSnapshot(radius: number, snapshot: PageClustersSnapshot): PageClusters {
-    const page = new PageClusters(radius, Math.max(4, snapshot.count.length))
+    const page = new PageClusters(radius)
     for (let i = 0; i < snapshot.count.length; i++) {
       page.found(
         snapshot.sumX[i]!,
@@ -166,26 +165,9 @@ export class PageClusters {
 
   private found(sumX: number, sumY: number, count: number, firstAt: number, lastAt: number): number {
     const i = this.n++
-    if (i >= this.counts.length) this.grow(this.counts.length * 2)
-    this.sumX[i] = sumX
-    this.sumY[i] = sumY
-    this.counts[i] = count
-    this.firstAt[i] = firstAt
-    this.lastAt[i] = lastAt
+    // slot order: SUM_X, SUM_Y, COUNT, FIRST_AT, LAST_AT
+    this.data.push(sumX, sumY, count, firstAt, lastAt)
     this.grid.insert(i, sumX / count, sumY / count)
     return i
-  }
-
-  private grow(capacity: number): void {
-    const resize = (from: Float64Array) => {
-      const to = new Float64Array(capacity)
-      to.set(from)
-      return to
-    }
-    this.sumX = resize(this.sumX)
-    this.sumY = resize(this.sumY)
-    this.counts = resize(this.counts)
-    this.firstAt = resize(this.firstAt)
-    this.lastAt = resize(this.lastAt)
   }
 }
