@@ -74,7 +74,7 @@ How to run:
   Flags: \`--only a,b,c,d,history\`, \`--connections 1,32,128\`, \`--skip-build\`, \`--postgres URL\` (a server where
   databases may be created and dropped; (d) is skipped when it does not answer), \`--json FILE\`, \`--docs FILE\`
   (\`--docs ''\` leaves this file alone).
-- \`npm run bench:memory\`: memory per cluster (a few minutes: 2,000,000 rows inserted, 100,000 pages loaded).
+- \`npm run bench:memory\`: memory per cluster (2,000,000 rows inserted, 100,000 pages loaded: about 15 minutes on a busy 2-core machine).
   Flags: \`--pages N\`, \`--connections N\`, \`--skip-build\`, \`--postgres URL\`, \`--json FILE\`, \`--docs FILE\`.
 - \`npm run gen-clicks -- --pages 1000 --clusters 5 --clicks 100000 --noise 0.02 --out clicks.csv\` and
   \`npm run replay -- clicks.csv --url http://127.0.0.1:8000 --concurrency 32 [--json report.json]\` replay a click

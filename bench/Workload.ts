@@ -1,4 +1,4 @@
-import { generateClicks } from "../src/cli/ClickGenerator.ts"
+import { generateClicks, pageUuid } from "../src/cli/ClickGenerator.ts"
 
 /**
  * Request bodies the load generator rotates through. Pre-serialised so the generator spends nothing on them, and
@@ -20,14 +20,23 @@ export class BodyPool {
 const toBody = (page: string, x: number, y: number) =>
   JSON.stringify({ page_uuid: page, coordinates: { x, y } })
 
+const PAGES = 1000
+
 /** Clicks on 1,000 pages, 4 cluster centres each with gaussian noise (σ = 0.015), interleaved across pages. */
 export const pagesPool = (seed: number, size = 50_000) =>
   new BodyPool(
     Array.from(
-      generateClicks({ pages: 1000, clusters: 4, clicks: size, noise: 0.015, seed, start: 0, rate: 100 }),
+      generateClicks({ pages: PAGES, clusters: 4, clicks: size, noise: 0.015, seed, start: 0, rate: 100 }),
       (c) => toBody(c.page_uuid, c.x, c.y),
     ),
   )
+
+/**
+ * One body per page of `pagesPool(seed)`: a predict for each starts every page's actor before anything is
+ * measured, so a measurement does not pay for page recoveries that a timed warm-up on a slow server missed.
+ */
+export const pagesTouchPool = (seed: number) =>
+  new BodyPool(Array.from({ length: PAGES }, (_, page) => toBody(pageUuid(seed, page), 0.5, 0.5)))
 
 /** A small seeded generator (mulberry32), so every run sends the same clicks. */
 const seeded = (seed: number) => {
