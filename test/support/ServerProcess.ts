@@ -5,6 +5,16 @@ import { fileURLToPath } from "node:url"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 
+/**
+ * The test runner's environment without the service's own settings: a server gets exactly the storage (and the
+ * rest) its test gives it, never the DATABASE_URL the suite itself was started with.
+ */
+const inherited = () => {
+  const env = { ...process.env }
+  for (const name of ["DATABASE_URL", "DATA_DIR", "PORT", "HOST", "LOG_LEVEL", "ADMIN_TOKEN"]) delete env[name]
+  return env
+}
+
 /** A port nobody listens on right now. */
 export const freePort = (): Promise<number> =>
   new Promise((resolve, reject) => {
@@ -31,7 +41,7 @@ export class ServerProcess {
     const output = { text: "" }
     const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
       cwd: root,
-      env: { ...process.env, LOG_LEVEL: "warn", ...env, HOST: "127.0.0.1", PORT: String(listen) },
+      env: { ...inherited(), LOG_LEVEL: "warn", ...env, HOST: "127.0.0.1", PORT: String(listen) },
       stdio: ["ignore", "pipe", "pipe"],
     })
     child.stdout?.on("data", (d: Buffer) => {
