@@ -7,7 +7,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { stringify } from "csv-stringify"
 import { Console, Data, Effect, Option } from "effect"
 import { generateClicks } from "./ClickGenerator.ts"
-import { positiveInteger } from "./CliOptions.ts"
+import { exitOnError, positiveInteger } from "./CliOptions.ts"
 
 class WriteError extends Data.TaggedError("WriteError")<{
   readonly message: string
@@ -68,6 +68,7 @@ const command = Command.make(
 )
 
 Command.run(command, { name: "gen-clicks", version: "0.1.0" })(process.argv).pipe(
+  exitOnError,
   Effect.provide(NodeContext.layer),
   NodeRuntime.runMain,
 )

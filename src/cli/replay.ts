@@ -5,7 +5,7 @@ import cliProgress from "cli-progress"
 import { Console, Duration, Effect, Option } from "effect"
 import { openClickFile } from "./ClickCsv.ts"
 import { ClickReplayer, type ReplayReport } from "./ClickReplayer.ts"
-import { positiveInteger } from "./CliOptions.ts"
+import { exitOnError, positiveInteger } from "./CliOptions.ts"
 
 const file = Args.file({ name: "FILE.csv", exists: "yes" }).pipe(
   Args.withDescription("clicks as page_uuid,x,y[,timestamp], with or without a header line"),
@@ -141,4 +141,4 @@ const command = Command.make(
 
 const cli = Command.run(command, { name: "replay", version: "0.1.0" })
 
-cli(process.argv).pipe(Effect.provide(NodeContext.layer), NodeRuntime.runMain)
+cli(process.argv).pipe(exitOnError, Effect.provide(NodeContext.layer), NodeRuntime.runMain)
