@@ -8,6 +8,52 @@ export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresErr
   readonly cause: unknown
 }> {}
 
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    // EPERM: the process exists but belongs to someone else
+    return error instanceof Error && "code" in error && error.code === "EPERM"
+  }
+}
+
+/**
+ * PGlite does not notice a second process opening its files, and two would damage the database: the first opener
+ * writes its pid to a lock file and removes it when it closes. A lock left by a killed process is taken over.
+ */
+const lockDataDir = (fs: FileSystem.FileSystem, dataDir: string) => {
+  const lockFile = `${dataDir}/click-clusters.pid`
+  const mine = String(process.pid)
+  const take = fs.writeFileString(lockFile, mine)
+  return Effect.acquireRelease(
+    Effect.gen(function* () {
+      const holder = yield* fs.readFileString(lockFile).pipe(Effect.option)
+      if (holder._tag === "Some") {
+        const pid = Number(holder.value.trim())
+        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+          return yield* new EmbeddedPostgresError({
+            message: `the embedded database in ${dataDir} is in use by process ${pid} (stop it first; if no such process of ours runs, delete ${lockFile})`,
+            cause: undefined,
+          })
+        }
+      }
+      yield* take
+    }).pipe(
+      Effect.mapError((e) =>
+        e._tag === "EmbeddedPostgresError"
+          ? e
+          : new EmbeddedPostgresError({ message: `cannot lock ${lockFile}`, cause: e }),
+      ),
+    ),
+    () =>
+      fs.readFileString(lockFile).pipe(
+        Effect.flatMap((holder) => (holder.trim() === mine ? fs.remove(lockFile) : Effect.void)),
+        Effect.ignore,
+      ),
+  )
+}
+
 /**
  * PGlite (Postgres compiled to WebAssembly) kept under a directory and served in-process on a loopback port,
  * so the same Postgres client and the same SQL serve both storage modes.
@@ -28,6 +74,7 @@ export class EmbeddedPostgres extends Context.Tag("persistence/EmbeddedPostgres"
       Effect.gen(function* () {
         const fs = yield* FileSystem.FileSystem
         yield* fs.makeDirectory(dataDir, { recursive: true })
+        yield* lockDataDir(fs, dataDir)
         const db = yield* Effect.acquireRelease(
           Effect.tryPromise({
             try: () => PGlite.create(dataDir),
