@@ -105,7 +105,8 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       })
 
     const remember = (state: PageState, requestId: string, x: number, y: number, reply: SaveReply) => {
-      const answered = (state.answered ??= new Map())
+      if (state.answered === undefined) state.answered = new Map()
+      const answered = state.answered
       if (answered.size >= ANSWERED_CAPACITY) {
         const oldest = answered.keys().next()
         if (oldest.done !== true) answered.delete(oldest.value)

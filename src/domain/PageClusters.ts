@@ -95,9 +95,12 @@ export class PageClusters {
     if (i === PageClusters.NONE) return this.found(x, y, 1, at, at)
     const data = this.data
     const o = i * STRIDE
-    const sumX = (data[o + SUM_X]! += x)
-    const sumY = (data[o + SUM_Y]! += y)
-    const n = ++data[o + COUNT]!
+    const sumX = data[o + SUM_X]! + x
+    const sumY = data[o + SUM_Y]! + y
+    const n = data[o + COUNT]! + 1
+    data[o + SUM_X] = sumX
+    data[o + SUM_Y] = sumY
+    data[o + COUNT] = n
     if (at < data[o + FIRST_AT]!) data[o + FIRST_AT] = at
     if (at > data[o + LAST_AT]!) data[o + LAST_AT] = at
     this.grid.move(i, sumX / n, sumY / n)

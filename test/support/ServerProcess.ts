@@ -11,7 +11,8 @@ const root = fileURLToPath(new URL("../..", import.meta.url))
  */
 const inherited = () => {
   const env = { ...process.env }
-  for (const name of ["DATABASE_URL", "DATA_DIR", "PORT", "HOST", "LOG_LEVEL", "ADMIN_TOKEN"]) delete env[name]
+  for (const name of ["DATABASE_URL", "DATA_DIR", "PORT", "HOST", "LOG_LEVEL", "ADMIN_TOKEN"])
+    delete env[name]
   return env
 }
 
