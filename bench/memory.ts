@@ -53,6 +53,8 @@ const settledReading = (server: Child) =>
     return {
       rssBytes: yield* server.rssBytes,
       heapUsedBytes: yield* metric(server, "nodejs_heap_size_used_bytes"),
+      heapTotalBytes: yield* metric(server, "nodejs_heap_size_total_bytes"),
+      externalBytes: yield* metric(server, "nodejs_external_memory_bytes"),
       activePages: yield* metric(server, "page_actors_active"),
     }
   })
@@ -162,26 +164,26 @@ const memory = Command.make("bench-memory", options, (o) =>
         `${result.loadSeconds.toFixed(1)} s (${(result.pages / result.loadSeconds).toFixed(0)} pages/s).`,
       "",
       table(
-        ["reading", "RSS MiB", "V8 heap used MiB", "active pages"],
+        ["reading", "RSS MiB", "V8 heap used MiB", "V8 heap total MiB", "external MiB", "active pages"],
         [
-          [
-            "before (1,000 warm-up pages loaded)",
-            mib(result.before.rssBytes),
-            mib(result.before.heapUsedBytes),
-            String(result.before.activePages ?? "–"),
-          ],
-          [
-            "after",
-            mib(result.after.rssBytes),
-            mib(result.after.heapUsedBytes),
-            String(result.after.activePages ?? "–"),
-          ],
-        ],
+          { label: "before (1,000 warm-up pages loaded)", r: result.before },
+          { label: "after", r: result.after },
+        ].map(({ label, r }) => [
+          label,
+          mib(r.rssBytes),
+          mib(r.heapUsedBytes),
+          mib(r.heapTotalBytes),
+          mib(r.externalBytes),
+          String(r.activePages ?? "–"),
+        ]),
       ),
       "",
       `**Bytes per cluster (RSS after − before) / ${result.clusters.toLocaleString("en")}: ` +
         `${result.rssBytesPerCluster.toFixed(0)}** (target ≤ 200); V8 heap only: ` +
-        `${result.heapBytesPerCluster === null ? "–" : result.heapBytesPerCluster.toFixed(0)}.`,
+        `${result.heapBytesPerCluster === null ? "–" : result.heapBytesPerCluster.toFixed(0)}. RSS counts what the ` +
+        "process holds from the system: V8's committed heap (used or not, after the collections) and memory " +
+        "outside it (typed arrays' buffers, the allocator's fragmentation); the heap figure is what the pages' " +
+        "objects themselves take.",
     ].join("\n")
     yield* Console.log(`\n${text}`)
     yield* writeJson(o.json, { machine, command, ...result })
