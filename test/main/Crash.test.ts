@@ -536,15 +536,10 @@ describe.each(storageModes())("crash, $name storage", ({ name, make }) => {
   let storage: StorageMode
   let server: ServerProcess | undefined
 
-  // ServerProcess passes the test's whole environment on: in the embedded mode a DATABASE_URL set for the
-  // Postgres mode would send the server to that database instead of DATA_DIR. Hide it while this mode runs.
-  const inheritedDatabaseUrl = process.env.DATABASE_URL
   beforeAll(async () => {
     storage = await make()
-    if (storage.env.DATABASE_URL === undefined) delete process.env.DATABASE_URL
   })
   afterAll(async () => {
-    if (inheritedDatabaseUrl !== undefined) process.env.DATABASE_URL = inheritedDatabaseUrl
     await server?.stop("SIGKILL")
     await storage?.dispose()
   })
