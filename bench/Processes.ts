@@ -153,7 +153,14 @@ const startChild = (
       pid,
       url,
       logs,
-      rssBytes: readRss(pid),
+      rssBytes: readRss(pid).pipe(
+        Effect.mapError(
+          (e) =>
+            new BenchError({
+              message: `${e.message} (exit code ${child.exitCode}, signal ${child.signalCode}):\n${logs()}`,
+            }),
+        ),
+      ),
       signal: (signal: NodeJS.Signals) => child.kill(signal),
       stop: stopChild(child),
     }
