@@ -3,7 +3,7 @@ import { AppConfig } from "../Config.ts"
 import type { ClusterSummary } from "../domain/PageClusters.ts"
 import { Metrics } from "../Metrics.ts"
 import { PageBehaviour, type PageState } from "./PageBehaviour.ts"
-import { PageBusy, type StorageUnavailable } from "./PageErrors.ts"
+import { PageBusy, StorageUnavailable } from "./PageErrors.ts"
 import type { PageMessage, SaveError, SaveReply } from "./PageProtocol.ts"
 
 /** A page actor: its mailbox, its state once recovered, and whether a fiber is serving it now. */
@@ -88,7 +88,24 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
             actor.running = false
             return
           }
-          yield* serve(actor, message)
+          yield* serve(actor, message).pipe(
+            // A defect in one message must not leave its caller waiting forever nor stop the page: answer it 503,
+            // drop the page's state (it recovers from the database on its next message) and go on.
+            Effect.catchAllCause((cause) =>
+              Effect.logError("a page message failed unexpectedly", cause).pipe(
+                Effect.annotateLogs({ page: actor.page }),
+                Effect.zipRight(
+                  Effect.sync(() => {
+                    if (actor.state !== undefined) actor.state.incarnation.failed = true
+                    failAll(
+                      [message],
+                      new StorageUnavailable({ message: "the page could not serve this request; retry" }),
+                    )
+                  }),
+                ),
+              ),
+            ),
+          )
         }
       })
 

@@ -153,7 +153,7 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         while (writing || (yield* Queue.size(queue)) > 0) yield* Effect.sleep("2 millis")
-      }),
+      }).pipe(Effect.timeout(config.shutdownTimeout), Effect.ignore),
     )
 
     return {
