@@ -20,8 +20,9 @@ interface Actor {
 
 /**
  * Hosts page actors in this process (virtual-actor style). An actor comes to life on its page's first message and
- * serves its bounded mailbox strictly in order on a fiber of its own, which runs while there are messages and
- * ends when the mailbox is empty: an idle page costs its state and nothing more (no parked fiber, no timer), so
+ * serves its bounded mailbox strictly in order, one message at a time: a message that finds the actor idle is
+ * served by its sender's fiber, and messages that arrive meanwhile by a fiber of the actor's own, which ends when
+ * the mailbox is empty. An idle page costs its state and nothing more (no parked fiber, no timer), so
  * hundreds of thousands of pages fit in memory. One sweeper passivates pages idle for `ACTOR_IDLE_TIMEOUT`
  * (snapshot first) and snapshots idle pages that are due. Pages never wait for one another.
  */
@@ -88,26 +89,29 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
             actor.running = false
             return
           }
-          yield* serve(actor, message).pipe(
-            // A defect in one message must not leave its caller waiting forever nor stop the page: answer it 503,
-            // drop the page's state (it recovers from the database on its next message) and go on.
-            Effect.catchAllCause((cause) =>
-              Effect.logError("a page message failed unexpectedly", cause).pipe(
-                Effect.annotateLogs({ page: actor.page }),
-                Effect.zipRight(
-                  Effect.sync(() => {
-                    if (actor.state !== undefined) actor.state.incarnation.failed = true
-                    failAll(
-                      [message],
-                      new StorageUnavailable({ message: "the page could not serve this request; retry" }),
-                    )
-                  }),
-                ),
-              ),
-            ),
-          )
+          yield* serveGuarded(actor, message)
         }
       })
+
+    const serveGuarded = (actor: Actor, message: PageMessage) =>
+      serve(actor, message).pipe(
+        // A defect in one message must not leave its caller waiting forever nor stop the page: answer it 503,
+        // drop the page's state (it recovers from the database on its next message) and go on.
+        Effect.catchAllCause((cause) =>
+          Effect.logError("a page message failed unexpectedly", cause).pipe(
+            Effect.annotateLogs({ page: actor.page }),
+            Effect.zipRight(
+              Effect.sync(() => {
+                if (actor.state !== undefined) actor.state.incarnation.failed = true
+                failAll(
+                  [message],
+                  new StorageUnavailable({ message: "the page could not serve this request; retry" }),
+                )
+              }),
+            ),
+          ),
+        ),
+      )
 
     /** Delivers a message to the page's actor (bringing it to life if needed) and waits for the reply. */
     const send = <A, E extends SaveError = StorageUnavailable>(
@@ -132,10 +136,24 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         if (actor.mailbox.length >= config.mailboxSize) {
           return yield* new PageBusy({ message: `too many requests for page ${page}; retry later` })
         }
-        actor.mailbox.push(message(reply))
+        const envelope = message(reply)
         if (!actor.running) {
+          // The actor is idle (nothing waiting, nothing running): this fiber serves the message itself, which
+          // spares a fork per request; whatever arrives meanwhile is drained by a fiber of the actor's own. Not
+          // interruptible, so a client hanging up cannot leave the actor marked running with nobody serving it.
           actor.running = true
-          yield* FiberSet.run(fibers, drain(actor))
+          const current = actor
+          yield* Effect.uninterruptible(
+            Effect.gen(function* () {
+              yield* serveGuarded(current, envelope)
+              // (a fiber forked here would inherit the uninterruptible region; the actor's own fiber must not)
+              if (current.mailbox.length > 0)
+                yield* FiberSet.run(fibers, Effect.interruptible(drain(current)))
+              else current.running = false
+            }),
+          )
+        } else {
+          actor.mailbox.push(envelope)
         }
         return yield* Deferred.await(reply)
       })
