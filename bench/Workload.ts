@@ -1,4 +1,4 @@
-import { generateClicks, pageUuid } from "../src/cli/ClickGenerator.ts"
+import { clamp01, generateClicks, mulberry32, pageUuid } from "../src/cli/ClickGenerator.ts"
 
 /**
  * Request bodies the load generator rotates through. Pre-serialised so the generator spends nothing on them, and
@@ -38,18 +38,6 @@ export const pagesPool = (seed: number, size = 50_000) =>
 export const pagesTouchPool = (seed: number) =>
   new BodyPool(Array.from({ length: PAGES }, (_, page) => toBody(pageUuid(seed, page), 0.5, 0.5)))
 
-/** A small seeded generator (mulberry32), so every run sends the same clicks. */
-const seeded = (seed: number) => {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
-
 /**
  * The history page: a 100 × 100 lattice of centres 0.01 apart (cluster `c` at column `c % 100`, row `c / 100`),
  * 100 clicks each on a circle of radius 0.0015 around its centre, in rounds (click `k` of every cluster, then
@@ -72,15 +60,14 @@ export const historyInsertSql = `
 
 /** Clicks near the lattice's centres (σ = 0.001): on the history page they land in existing clusters. */
 export const latticePool = (page: string, seed: number, size = 20_000) => {
-  const random = seeded(seed)
+  const random = mulberry32(seed)
   const gaussian = () => Math.sqrt(-2 * Math.log(1 - random())) * Math.cos(2 * Math.PI * random())
-  const clamp = (v: number) => Math.min(1, Math.max(0, v))
   return new BodyPool(
     Array.from({ length: size }, () => {
       const column = Math.floor(random() * historySide)
       const row = Math.floor(random() * historySide)
-      const x = clamp(0.005 + 0.01 * column + 0.001 * gaussian())
-      const y = clamp(0.005 + 0.01 * row + 0.001 * gaussian())
+      const x = clamp01(0.005 + 0.01 * column + 0.001 * gaussian())
+      const y = clamp01(0.005 + 0.01 * row + 0.001 * gaussian())
       return toBody(page, x, y)
     }),
   )

@@ -36,7 +36,7 @@ const hashUniform = (seed: number, a: number, b: number, c: number): number =>
   mix(mix(mix(mix(seed) ^ a) ^ b) ^ c) / 4_294_967_296
 
 /** The mulberry32 generator: small, fast and good enough for test data; `Math.random` cannot be seeded. */
-const mulberry32 = (seed: number) => {
+export const mulberry32 = (seed: number) => {
   let state = seed >>> 0
   return () => {
     state = (state + 0x6d2b79f5) >>> 0
@@ -47,7 +47,7 @@ const mulberry32 = (seed: number) => {
   }
 }
 
-const clamp01 = (v: number) => Math.min(1, Math.max(0, v))
+export const clamp01 = (v: number) => Math.min(1, Math.max(0, v))
 
 /** Six decimals are finer than any screen's pixel and keep the file small. */
 const round6 = (v: number) => Math.round(v * 1e6) / 1e6
