@@ -32,6 +32,8 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     const behaviour = yield* PageBehaviour
     const metrics = yield* Metrics
     const fibers = yield* FiberSet.make()
+    /** Forks into `fibers` from synchronous code (the fast lane's snapshots). */
+    const runInBackground = yield* FiberSet.runtime(fibers)<never>()
     const actors = new Map<string, Actor>()
     const idleMs = Duration.toMillis(config.actorIdleTimeout)
     let accepting = true
@@ -158,6 +160,21 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         return yield* Deferred.await(reply)
       })
 
+    /**
+     * The state of a page whose actor can serve a message right now on the caller's stack, without a message or a
+     * fiber: alive, healthy and idle (nothing running, nothing waiting). Serving synchronously then is exactly
+     * serving the message next, so the actor's order holds. Marks the actor active; undefined → send a message.
+     */
+    const stateToServeNow = (page: string): PageState | undefined => {
+      if (!accepting) return undefined
+      const actor = actors.get(page)
+      if (actor === undefined || actor.running || actor.mailbox.length > 0) return undefined
+      const state = actor.state
+      if (state === undefined || state.incarnation.failed) return undefined
+      actor.lastActive = Date.now()
+      return state
+    }
+
     /** Whether nothing of the actor is waiting, running or uncommitted. */
     const quiet = (a: Actor) =>
       !a.running && a.mailbox.length === 0 && (a.state === undefined || a.state.incarnation.pending === 0)
@@ -207,8 +224,32 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     return {
       save: (page: string, x: number, y: number, requestId: string | null) =>
         send<SaveReply, SaveError>(page, (reply) => ({ _tag: "Save", x, y, requestId, reply })).pipe(
-          Effect.flatMap((r) => Effect.as(r.committed, r)),
+          Effect.flatMap((r) => Effect.as(r.committed.await, r)),
         ),
+      /**
+       * A save served at once when the page's actor is idle (see `stateToServeNow`) and the click log has room:
+       * the reply, whose commit the caller waits for; undefined when the save must go through `save`.
+       */
+      saveNow: (page: string, x: number, y: number): SaveReply | undefined => {
+        if (!behaviour.canSaveNow()) return undefined
+        const state = stateToServeNow(page)
+        if (state === undefined) return undefined
+        let reply: SaveReply
+        try {
+          reply = behaviour.save(state, x, y, null)
+        } catch (defect) {
+          // A bug mid-save may leave the state half changed: the page recovers from the database next time.
+          state.incarnation.failed = true
+          throw defect
+        }
+        if (behaviour.snapshotDue(state, Date.now())) runInBackground(behaviour.takeSnapshot(state))
+        return reply
+      },
+      /** A prediction served at once when the page's actor is idle; undefined when it must go through `predict`. */
+      predictNow: (page: string, x: number, y: number): number | null | undefined => {
+        const state = stateToServeNow(page)
+        return state === undefined ? undefined : behaviour.predict(state, x, y)
+      },
       predict: (page: string, x: number, y: number) =>
         send<number | null>(page, (reply) => ({ _tag: "Predict", x, y, reply })),
       largestCluster: (page: string) =>

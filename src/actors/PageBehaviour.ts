@@ -4,9 +4,10 @@ import { PageClusters } from "../domain/PageClusters.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { ClickLog, Incarnation } from "../persistence/ClickLog.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
+import { CommitTicket } from "../persistence/CommitTicket.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
 import { IdempotencyConflict } from "./PageErrors.ts"
-import type { PageMessage, SaveError, SaveReply } from "./PageProtocol.ts"
+import type { PageMessage, SaveReply } from "./PageProtocol.ts"
 import { storageUnavailable } from "./StorageFailure.ts"
 
 /** What a page actor holds between messages. */
@@ -17,7 +18,7 @@ export interface PageState {
   /** Number of the page's last click (0 before the first). */
   seq: number
   /** The commit of the last click handed to the log: a snapshot waits for it. */
-  lastCommit: Effect.Effect<void, SaveError>
+  lastCommit: CommitTicket
   /** The last click covered by the latest snapshot, and when it was taken. */
   snapshotSeq: number
   snapshotAt: number
@@ -63,7 +64,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
           clusters,
           incarnation: new Incarnation(),
           seq,
-          lastCommit: Effect.void,
+          lastCommit: CommitTicket.committed,
           snapshotSeq: from,
           snapshotAt: Date.now(),
           answered: undefined, // made on the first save with a request id: most pages never need it
@@ -100,7 +101,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         return Option.some<SaveReply>({
           clusterIdx: click.cluster_idx,
           isNew: click.is_new,
-          committed: Effect.void,
+          committed: CommitTicket.committed,
         })
       })
 
@@ -112,6 +113,32 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         if (oldest.done !== true) answered.delete(oldest.value)
       }
       answered.set(requestId, { x, y, reply })
+    }
+
+    /**
+     * Saves a click now: assigns it, numbers it and hands it to the click log, without waiting for the commit.
+     * Synchronous, so the HTTP fast lane can call it for an idle page; the caller has checked `canSaveNow`.
+     */
+    const save = (state: PageState, x: number, y: number, requestId: string | null): SaveReply => {
+      const at = Date.now()
+      const before = state.clusters.size
+      const clusterIdx = state.clusters.assign(x, y, at)
+      state.seq += 1
+      const committed = clickLog.append(
+        { page: state.page, seq: state.seq, x, y, clusterIdx, at, requestId },
+        state.incarnation,
+      )
+      state.lastCommit = committed
+      const isNew = clusterIdx === before
+      if (isNew) metrics.clustersCreated.inc()
+      return { clusterIdx, isNew, committed }
+    }
+
+    /** The cluster a click would join, or null; changes nothing. */
+    const predict = (state: PageState, x: number, y: number): number | null => {
+      const i = state.clusters.predict(x, y)
+      metrics.predictions.inc()
+      return i === PageClusters.NONE ? null : i
     }
 
     /** Answers one message; a save hands its click to the log and replies without waiting for the commit. */
@@ -128,33 +155,14 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
               if (Option.isSome(earlier.right))
                 return Deferred.unsafeDone(message.reply, Effect.succeed(earlier.right.value))
             }
-            const at = Date.now()
-            const before = clusters.size
-            const clusterIdx = clusters.assign(message.x, message.y, at)
-            state.seq += 1
-            const committed = yield* clickLog.append(
-              {
-                page: state.page,
-                seq: state.seq,
-                x: message.x,
-                y: message.y,
-                clusterIdx,
-                at,
-                requestId,
-              },
-              state.incarnation,
-            )
-            state.lastCommit = committed
-            if (clusterIdx === before) metrics.clustersCreated.inc()
-            const reply: SaveReply = { clusterIdx, isNew: clusterIdx === before, committed }
+            yield* clickLog.awaitRoom
+            const reply = save(state, message.x, message.y, requestId)
             if (requestId !== null) remember(state, requestId, message.x, message.y, reply)
             Deferred.unsafeDone(message.reply, Effect.succeed(reply))
             return
           }
           case "Predict": {
-            const i = clusters.predict(message.x, message.y)
-            metrics.predictions.inc()
-            Deferred.unsafeDone(message.reply, Effect.succeed(i === PageClusters.NONE ? null : i))
+            Deferred.unsafeDone(message.reply, Effect.succeed(predict(state, message.x, message.y)))
             return
           }
           case "Largest": {
@@ -188,7 +196,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       const committed = state.lastCommit
       state.snapshotSeq = seq
       state.snapshotAt = Date.now()
-      return committed.pipe(
+      return committed.await.pipe(
         Effect.zipRight(snapshots.save(state.page, { seq, radius, clusters })),
         Effect.timeout(config.dbTimeout),
         Effect.catchAll((cause) =>
@@ -199,6 +207,15 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       )
     }
 
-    return { recover, handle, snapshotDue, takeSnapshot } as const
+    return {
+      recover,
+      handle,
+      save,
+      predict,
+      /** Whether a save can hand its click to the log without waiting (the writer's buffer has room). */
+      canSaveNow: clickLog.hasRoom,
+      snapshotDue,
+      takeSnapshot,
+    } as const
   }),
 }) {}

@@ -1,12 +1,13 @@
-import type { Deferred, Effect, Option } from "effect"
+import type { Deferred, Option } from "effect"
 import type { ClusterSummary } from "../domain/PageClusters.ts"
+import type { CommitTicket } from "../persistence/CommitTicket.ts"
 import type { IdempotencyConflict, StorageUnavailable } from "./PageErrors.ts"
 
-/** The answer to a save: decided at once, acknowledged to the client once `committed` succeeds. */
+/** The answer to a save: decided at once, acknowledged to the client once `committed` settles without error. */
 export interface SaveReply {
   readonly clusterIdx: number
   readonly isNew: boolean
-  readonly committed: Effect.Effect<void, SaveError>
+  readonly committed: CommitTicket
 }
 
 /** Why a save was not acknowledged. */

@@ -5,18 +5,23 @@ import { Api, InvalidRequest, MalformedRequest, RouteNotFound } from "./Api.ts"
 const formatPath = (path: ReadonlyArray<PropertyKey>) =>
   path.length === 0 ? "(body)" : path.map(String).join(".")
 
+/** A schema decode failure as the 422 answer: every problem with its field path, and all of them in one message. */
+export const invalidRequest = (
+  issues: ReadonlyArray<{ readonly path: ReadonlyArray<PropertyKey>; readonly message: string }>,
+  fallbackMessage: string,
+) =>
+  new InvalidRequest({
+    message: issues.map((i) => `${formatPath(i.path)}: ${i.message}`).join("; ") || fallbackMessage,
+    issues: issues.map((i) => ({ path: formatPath(i.path), message: i.message })),
+  })
+
 /**
  * The framework's own failures as our API's errors, so every client mistake gets its status and a JSON body:
  * schema decode failures → 422 naming each field path, unreadable bodies → 400, unknown routes → 404.
  */
 const toApiError = (error: unknown): Option.Option<InvalidRequest | MalformedRequest | RouteNotFound> => {
   if (error instanceof HttpApiError.HttpApiDecodeError) {
-    return Option.some(
-      new InvalidRequest({
-        message: error.issues.map((i) => `${formatPath(i.path)}: ${i.message}`).join("; ") || error.message,
-        issues: error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })),
-      }),
-    )
+    return Option.some(invalidRequest(error.issues, error.message))
   }
   if (HttpServerError.isServerError(error)) {
     if (error._tag === "RouteNotFound") {

@@ -70,7 +70,7 @@ const multipartRefused = Effect.succeed(
   ),
 )
 
-const requestIdPattern = /^[\w.:-]{1,128}$/
+export const requestIdPattern = /^[\w.:-]{1,128}$/
 
 /**
  * Around every request: the body size limit, an `x-request-id` on the response (the client's own when it sent a sane one), the HTTP

@@ -1,8 +1,9 @@
 import { SqlClient } from "@effect/sql"
-import { Deferred, Duration, Effect, Queue } from "effect"
+import { Duration, Effect } from "effect"
 import { IdempotencyConflict, StorageUnavailable } from "../actors/PageErrors.ts"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
+import { CommitTicket } from "./CommitTicket.ts"
 
 /** One click as stored. */
 export interface ClickRecord {
@@ -30,23 +31,25 @@ export class Incarnation {
 interface Pending {
   readonly record: ClickRecord
   readonly incarnation: Incarnation
-  readonly committed: Deferred.Deferred<void, CommitError>
+  readonly ticket: CommitTicket
 }
-
-/** Why a click was not committed. */
-export type CommitError = StorageUnavailable | IdempotencyConflict
 
 /**
  * The click log writer (group commit): one fiber takes every waiting click of every page, writes them in one
  * multi-row insert and then settles each caller. Batches are written one after another, so a page's clicks commit
- * in their order and a failed batch stops its pages' later clicks before they are written.
+ * in their order and a failed batch stops its pages' later clicks before they are written. Clicks wait in a plain
+ * array (appending is synchronous, so a page actor can hand over a click without suspending); two latches wake the
+ * writer when there is work and hold appenders back while the buffer is full.
  */
 export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog", {
   scoped: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const config = yield* AppConfig
     const metrics = yield* Metrics
-    const queue = yield* Queue.bounded<Pending>(config.writerBatchSize * 4)
+    const capacity = config.writerBatchSize * 4
+    const waiting: Array<Pending> = []
+    const hasWork = yield* Effect.makeLatch(false)
+    const hasRoom = yield* Effect.makeLatch(true)
     let writing = false
 
     /**
@@ -82,15 +85,13 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     }
 
     const fail = (batch: ReadonlyArray<Pending>, message: string) =>
-      Effect.forEach(
-        batch,
-        (p) => {
+      Effect.sync(() => {
+        for (const p of batch) {
           p.incarnation.failed = true
           p.incarnation.pending--
-          return Deferred.fail(p.committed, new StorageUnavailable({ message }))
-        },
-        { discard: true },
-      )
+          p.ticket.settle(new StorageUnavailable({ message }))
+        }
+      })
 
     const writeBatch = (taken: ReadonlyArray<Pending>) =>
       Effect.gen(function* () {
@@ -124,26 +125,28 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
           if (p.record.requestId !== null && duplicates.has(p.record.requestId)) {
             // Not stored, yet the actor counted it: its page recovers from the database before serving again.
             p.incarnation.failed = true
-            Deferred.unsafeDone(
-              p.committed,
+            p.ticket.settle(
               new IdempotencyConflict({
                 message: `request id ${p.record.requestId} was already used for another click`,
               }),
             )
           } else {
-            Deferred.unsafeDone(p.committed, Effect.void)
+            p.ticket.settle(undefined)
           }
         }
       })
 
     const flushLoop = Effect.gen(function* () {
-      const first = yield* Queue.takeBetween(queue, 1, config.writerBatchSize)
-      writing = true
-      let batch = Array.from(first)
-      if (batch.length < config.writerBatchSize && Duration.toMillis(config.writerLinger) > 0) {
-        yield* Effect.sleep(config.writerLinger)
-        batch = batch.concat(Array.from(yield* Queue.takeUpTo(queue, config.writerBatchSize - batch.length)))
+      if (waiting.length === 0) {
+        // Closing and awaiting happen in one synchronous step: no append can slip in between.
+        hasWork.unsafeClose()
+        yield* hasWork.await
       }
+      writing = true
+      if (waiting.length < config.writerBatchSize && Duration.toMillis(config.writerLinger) > 0)
+        yield* Effect.sleep(config.writerLinger)
+      const batch = waiting.splice(0, config.writerBatchSize)
+      if (waiting.length < capacity) hasRoom.unsafeOpen()
       yield* writeBatch(batch)
       writing = false
     }).pipe(Effect.forever)
@@ -152,22 +155,26 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     // On shutdown, let the writer commit what it holds before the pool closes.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
-        while (writing || (yield* Queue.size(queue)) > 0) yield* Effect.sleep("2 millis")
+        while (writing || waiting.length > 0) yield* Effect.sleep("2 millis")
       }).pipe(Effect.timeout(config.shutdownTimeout), Effect.ignore),
     )
 
+    /** Hands a click to the writer at once; its ticket settles when the click's batch commits or fails. */
+    const append = (record: ClickRecord, incarnation: Incarnation): CommitTicket => {
+      const ticket = new CommitTicket()
+      incarnation.pending++
+      waiting.push({ record, incarnation, ticket })
+      hasWork.unsafeOpen()
+      if (waiting.length >= capacity) hasRoom.unsafeClose()
+      return ticket
+    }
+
     return {
-      /**
-       * Hands a click to the writer (waiting while its queue is full) and returns the effect that waits for the
-       * click's commit: the actor goes on with its next message while the caller waits.
-       */
-      append: (record: ClickRecord, incarnation: Incarnation) =>
-        Effect.gen(function* () {
-          const committed = yield* Deferred.make<void, CommitError>()
-          incarnation.pending++
-          yield* Queue.offer(queue, { record, incarnation, committed })
-          return Deferred.await(committed)
-        }),
+      append,
+      /** Whether the writer's buffer has room: `append` may be called without waiting. */
+      hasRoom: () => waiting.length < capacity,
+      /** Waits while the writer's buffer is full (backpressure for page actors). */
+      awaitRoom: Effect.suspend(() => (waiting.length < capacity ? Effect.void : hasRoom.await)),
     }
   }),
 }) {}

@@ -1,0 +1,225 @@
+import { randomUUID } from "node:crypto"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { HttpApiSchema } from "@effect/platform"
+import { Cause, Effect, Either, Exit, FiberSet, LogLevel, Option, ParseResult, Schema } from "effect"
+import { PageActorHost } from "../actors/PageActorHost.ts"
+import { IdempotencyConflict, PageBusy, StorageUnavailable } from "../actors/PageErrors.ts"
+import type { SaveReply } from "../actors/PageProtocol.ts"
+import { AppConfig } from "../Config.ts"
+import { Metrics } from "../Metrics.ts"
+import type { CommitError } from "../persistence/CommitTicket.ts"
+import { Click, InvalidRequest, MalformedRequest, SaveClick } from "./Api.ts"
+import { invalidRequest } from "./ErrorResponses.ts"
+import { currentRequestFacts, type RequestFacts, requestIdPattern } from "./RequestObservability.ts"
+import { makeTrackerHandlers } from "./TrackerHandlers.ts"
+
+/** The errors the fast lane can answer, encoded exactly as the HttpApi encodes them. */
+const FastLaneError = Schema.Union(
+  InvalidRequest,
+  MalformedRequest,
+  PageBusy,
+  StorageUnavailable,
+  IdempotencyConflict,
+)
+type FastLaneError = typeof FastLaneError.Type
+const encodeError = Schema.encodeSync(FastLaneError)
+const statusByTag: Record<FastLaneError["_tag"], number> = {
+  InvalidRequest: HttpApiSchema.getStatus(InvalidRequest.ast, 500),
+  MalformedRequest: HttpApiSchema.getStatus(MalformedRequest.ast, 500),
+  PageBusy: HttpApiSchema.getStatus(PageBusy.ast, 500),
+  StorageUnavailable: HttpApiSchema.getStatus(StorageUnavailable.ast, 500),
+  IdempotencyConflict: HttpApiSchema.getStatus(IdempotencyConflict.ast, 500),
+}
+
+const decodeSave = Schema.decodeUnknownEither(SaveClick)
+const decodePredict = Schema.decodeUnknownEither(Click)
+
+const asInvalidRequest = (error: ParseResult.ParseError) =>
+  invalidRequest(
+    ParseResult.ArrayFormatter.formatErrorSync(error),
+    ParseResult.TreeFormatter.formatErrorSync(error),
+  )
+
+type Kind = "save" | "predict"
+const routes = new Map<string, Kind>([
+  ["/save_click_and_predict_cluster", "save"],
+  ["/new_click", "save"],
+  ["/predict_cluster", "predict"],
+  ["/predict_click", "predict"],
+])
+
+const isJson = (contentType: string | undefined) =>
+  contentType !== undefined &&
+  (contentType === "application/json" || contentType.toLowerCase().startsWith("application/json"))
+
+/**
+ * The trackers' two hot POST routes (and their aliases), answered straight from `node:http` in front of the
+ * HttpApi: per request the framework costs several times what the work does (docs/benchmarks.md). The lane takes
+ * only plain requests, decided from the headers before the body is read: a JSON body with a content length within
+ * MAX_BODY_BYTES and no Idempotency-Key header; anything else goes to the HttpApi untouched. It decodes with the
+ * API's own schemas and answers the API's own errors, records the same metrics, request id and log line, and
+ * serves an idle page's actor synchronously (PageActorHost.saveNow / predictNow); a busy or cold page, or a save
+ * with a request id, goes through the same handlers as the HttpApi, on a fiber.
+ */
+export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/TrackerFastLane", {
+  scoped: Effect.gen(function* () {
+    const host = yield* PageActorHost
+    const metrics = yield* Metrics
+    const config = yield* AppConfig
+    const tracker = yield* makeTrackerHandlers
+    const run = yield* FiberSet.makeRuntime<never>()
+    const logRequests = LogLevel.lessThanEqual(config.logLevel, LogLevel.Debug)
+
+    const finish = (
+      response: ServerResponse,
+      route: string,
+      started: number,
+      requestId: string,
+      page: string | undefined,
+      status: number,
+      body: string,
+    ) => {
+      response.writeHead(status, {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+        "x-request-id": requestId,
+      })
+      response.end(body)
+      const seconds = (performance.now() - started) / 1000
+      metrics.httpRequests.inc({ route, method: "POST", status })
+      metrics.httpDuration.observe({ route, method: "POST" }, seconds)
+      if (logRequests) {
+        run(
+          Effect.logDebug("request").pipe(
+            Effect.annotateLogs({
+              route,
+              method: "POST",
+              page: page ?? null,
+              status,
+              latency_ms: Math.round(seconds * 1e6) / 1e3,
+              request_id: requestId,
+            }),
+          ),
+        )
+      }
+    }
+
+    const errorBody = (error: FastLaneError) => JSON.stringify(encodeError(error))
+
+    /** The answer of an effect run on a fiber: its value, its typed error, or 503 for a defect (already logged). */
+    const runHandler = <A>(
+      effect: Effect.Effect<A, FastLaneError>,
+      encode: (a: A) => string,
+      reply: (status: number, body: string, page: string | undefined) => void,
+    ) => {
+      const facts: RequestFacts = { page: undefined }
+      const fiber = run(
+        effect.pipe(
+          Effect.tapDefect((cause) => Effect.logError("a tracker request failed unexpectedly", cause)),
+          Effect.locally(currentRequestFacts, facts),
+        ),
+      )
+      fiber.addObserver((exit) => {
+        if (Exit.isSuccess(exit)) return reply(200, encode(exit.value), facts.page)
+        const failure = Cause.failureOption(exit.cause)
+        const error = Option.isSome(failure)
+          ? failure.value
+          : new StorageUnavailable({ message: "the request could not be served; retry" })
+        reply(statusByTag[error._tag], errorBody(error), facts.page)
+      })
+    }
+
+    const saveAnswer = (clusterIdx: number, isNew: boolean) =>
+      `{"cluster_idx":${clusterIdx},"is_new":${isNew}}`
+    const predictAnswer = (clusterIdx: number | null) => `{"cluster_idx":${clusterIdx}}`
+
+    const serve = (
+      kind: Kind,
+      text: string,
+      answer: (status: number, body: string, page?: string) => void,
+    ) => {
+      let body: unknown
+      try {
+        // An empty body reads as null, as in the HttpApi.
+        body = text.length === 0 ? null : JSON.parse(text)
+      } catch {
+        const message = "the request body could not be read as JSON (Decode)"
+        return answer(400, errorBody(new MalformedRequest({ message })))
+      }
+      if (kind === "save") {
+        const decoded = decodeSave(body)
+        if (Either.isLeft(decoded)) return answer(422, errorBody(asInvalidRequest(decoded.left)))
+        const click = decoded.right
+        const page = click.page_uuid
+        const reply: SaveReply | undefined =
+          click.request_id === undefined
+            ? host.saveNow(page, click.coordinates.x, click.coordinates.y)
+            : undefined
+        if (reply === undefined)
+          return runHandler(
+            tracker.save(click, undefined),
+            (r) => saveAnswer(r.cluster_idx, r.is_new),
+            answer,
+          )
+        const ok = saveAnswer(reply.clusterIdx, reply.isNew)
+        reply.committed.onSettled((error: CommitError | undefined) =>
+          error === undefined
+            ? answer(200, ok, page)
+            : answer(statusByTag[error._tag], errorBody(error), page),
+        )
+        return
+      }
+      const decoded = decodePredict(body)
+      if (Either.isLeft(decoded)) return answer(422, errorBody(asInvalidRequest(decoded.left)))
+      const click = decoded.right
+      const clusterIdx = host.predictNow(click.page_uuid, click.coordinates.x, click.coordinates.y)
+      if (clusterIdx === undefined)
+        return runHandler(tracker.predict(click), (r) => predictAnswer(r.cluster_idx), answer)
+      answer(200, predictAnswer(clusterIdx), click.page_uuid)
+    }
+
+    /** Takes the request when it is one of the lane's; false leaves it (body unread) to the HttpApi. */
+    const handle = (request: IncomingMessage, response: ServerResponse): boolean => {
+      if (request.method !== "POST") return false
+      const url = request.url ?? ""
+      const route = url.indexOf("?") === -1 ? url : url.slice(0, url.indexOf("?"))
+      const kind = routes.get(route)
+      if (kind === undefined) return false
+      const headers = request.headers
+      const length = headers["content-length"]
+      if (
+        !isJson(headers["content-type"]) ||
+        length === undefined ||
+        !(Number(length) <= config.maxBodyBytes) ||
+        headers["idempotency-key"] !== undefined
+      )
+        return false
+
+      const started = performance.now()
+      const given = headers["x-request-id"]
+      const requestId = typeof given === "string" && requestIdPattern.test(given) ? given : randomUUID()
+      const answer = (status: number, body: string, page?: string) =>
+        finish(response, route, started, requestId, page, status, body)
+      let text = ""
+      request.setEncoding("utf8")
+      request.on("data", (chunk: string) => {
+        text += chunk
+      })
+      request.on("end", () => {
+        try {
+          serve(kind, text, answer)
+        } catch (defect) {
+          // A bug, not the client's doing: logged, answered 503 like a failed page message.
+          run(Effect.logError("a tracker request failed unexpectedly", Cause.die(defect)))
+          answer(
+            503,
+            errorBody(new StorageUnavailable({ message: "the request could not be served; retry" })),
+          )
+        }
+      })
+      return true
+    }
+
+    return { handle } as const
+  }),
+}) {}

@@ -1,0 +1,75 @@
+import { Effect, Option } from "effect"
+import { PageActorHost } from "../actors/PageActorHost.ts"
+import { PageNotFound } from "../actors/PageErrors.ts"
+import { storageUnavailable } from "../actors/StorageFailure.ts"
+import { AppConfig } from "../Config.ts"
+import { ClickRepository } from "../persistence/ClickRepository.ts"
+import { InvalidRequest } from "./Api.ts"
+import { notePage } from "./RequestObservability.ts"
+
+/** A decoded click. */
+export interface ClickPayload {
+  readonly page_uuid: string
+  readonly coordinates: { readonly x: number; readonly y: number }
+}
+
+/** A decoded save: a click with an optional idempotency key. */
+export interface SaveClickPayload extends ClickPayload {
+  readonly request_id?: string | undefined
+}
+
+/** The one idempotency key of a save (body or header, lower-cased as Postgres prints UUIDs), or null. */
+const idempotencyKey = (fromBody: string | undefined, fromHeader: string | undefined) => {
+  const body = fromBody?.toLowerCase()
+  const header = fromHeader?.toLowerCase()
+  if (body !== undefined && header !== undefined && body !== header) {
+    const message = "request_id and the Idempotency-Key header differ; send one key"
+    return Effect.fail(new InvalidRequest({ message, issues: [{ path: "request_id", message }] }))
+  }
+  return Effect.succeed(body ?? header ?? null)
+}
+
+/**
+ * What the trackers' endpoints do once a request is decoded: one actor message each. Shared by the HttpApi
+ * handlers and the HTTP fast lane, so both answer alike.
+ */
+export const makeTrackerHandlers = Effect.gen(function* () {
+  const host = yield* PageActorHost
+  const clicks = yield* ClickRepository
+  const config = yield* AppConfig
+
+  const save = (payload: SaveClickPayload, idempotencyHeader: string | undefined) =>
+    Effect.gen(function* () {
+      yield* notePage(payload.page_uuid)
+      const requestId = yield* idempotencyKey(payload.request_id, idempotencyHeader)
+      const reply = yield* host.save(
+        payload.page_uuid,
+        payload.coordinates.x,
+        payload.coordinates.y,
+        requestId,
+      )
+      return { cluster_idx: reply.clusterIdx, is_new: reply.isNew }
+    })
+
+  const predict = (payload: ClickPayload) =>
+    notePage(payload.page_uuid).pipe(
+      Effect.zipRight(host.predict(payload.page_uuid, payload.coordinates.x, payload.coordinates.y)),
+      Effect.map((cluster_idx) => ({ cluster_idx })),
+    )
+
+  const bestCluster = (page: string) =>
+    Effect.gen(function* () {
+      yield* notePage(page)
+      const largest = yield* host.largestCluster(page)
+      if (Option.isNone(largest)) return yield* new PageNotFound({ message: `page ${page} has no clicks` })
+      const all_coordinates = yield* clicks
+        .clusterCoordinates(page, largest.value)
+        .pipe(
+          Effect.timeout(config.dbTimeout),
+          Effect.catchAll(storageUnavailable("reading the cluster's clicks")),
+        )
+      return { cluster: { cluster_idx: largest.value, all_coordinates } }
+    })
+
+  return { save, predict, bestCluster } as const
+})
