@@ -29,6 +29,12 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
         buckets: latencyBuckets,
         registers,
       }),
+      fastLaneRequests: new Counter({
+        name: "http_fast_lane_requests_total",
+        help: "Tracker requests answered by the fast lane in front of the HttpApi (also counted in http_requests_total).",
+        labelNames: ["served"] as const,
+        registers,
+      }),
       clicksSaved: new Counter({
         name: "clicks_saved_total",
         help: "Clicks committed to the click log.",

@@ -59,6 +59,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
           clusters.assign(x, y, at)
           seq = rowSeq
         }
+        clusters.compact()
         const state: PageState = {
           page,
           clusters,

@@ -30,26 +30,28 @@ export interface ClusterSummary {
 /**
  * The online clustering state of one page (the default rule of the trackers' contract): a click joins the cluster
  * whose running centroid is nearest (ties → lower index) when strictly closer than `radius`, else founds cluster
- * number `size`. Per cluster only the coordinate sums and the count are kept; a spatial grid with cells of
- * `radius` finds candidates in the 3×3 cells around a point, so a lookup does not scan every cluster.
+ * number `size`. Per cluster only the coordinate sums and the count are kept. A page with few clusters is scanned
+ * (as fast as any index at that size, and no memory for one); from `GRID_FROM` clusters on, a spatial grid with
+ * cells of `radius` finds candidates in the 3×3 cells around a point, so a lookup does not scan every cluster.
  */
 export class PageClusters {
   /** Cluster index answered when a point is in no cluster. */
   static readonly NONE = -1
+  /** Number of clusters from which a page keeps a spatial grid instead of scanning. */
+  static readonly GRID_FROM = 32
 
   private readonly radiusSquared: number
-  private readonly grid: SpatialGrid
+  private grid: SpatialGrid | undefined = undefined
   private n = 0
   /**
    * Per cluster, five slots (sum x, sum y, count, first and last click time) in one plain array of doubles: one
    * allocation per page, grown by V8, with less fixed overhead than typed arrays, which matters with hundreds of
    * thousands of pages in memory.
    */
-  private readonly data: Array<number> = []
+  private data: Array<number> = []
 
   constructor(readonly radius: number) {
     this.radiusSquared = radius * radius
-    this.grid = new SpatialGrid(radius)
   }
 
   /** Number of clusters. */
@@ -61,6 +63,22 @@ export class PageClusters {
   predict(x: number, y: number): number {
     const grid = this.grid
     const data = this.data
+    if (grid === undefined) {
+      // In index order with a strict comparison, so an exact tie keeps the lower index.
+      let best = PageClusters.NONE
+      let bestDistance = this.radiusSquared
+      for (let i = 0, o = 0; i < this.n; i++, o += STRIDE) {
+        const n = data[o + COUNT]!
+        const dx = data[o + SUM_X]! / n - x
+        const dy = data[o + SUM_Y]! / n - y
+        const distance = dx * dx + dy * dy
+        if (distance < bestDistance) {
+          best = i
+          bestDistance = distance
+        }
+      }
+      return best
+    }
     const column = grid.column(x)
     const row = grid.column(y)
     let best = PageClusters.NONE
@@ -103,7 +121,7 @@ export class PageClusters {
     data[o + COUNT] = n
     if (at < data[o + FIRST_AT]!) data[o + FIRST_AT] = at
     if (at > data[o + LAST_AT]!) data[o + LAST_AT] = at
-    this.grid.move(i, sumX / n, sumY / n)
+    this.grid?.move(i, sumX / n, sumY / n)
     return i
   }
 
@@ -166,11 +184,27 @@ export class PageClusters {
     return page
   }
 
+  /**
+   * Drops the spare capacity the state array grew by. Called once a page is loaded: pages loaded by the thousand and
+   * then idle would otherwise each hold up to half again their size in unused slots.
+   */
+  compact(): void {
+    this.data = this.data.slice()
+  }
+
   private found(sumX: number, sumY: number, count: number, firstAt: number, lastAt: number): number {
     const i = this.n++
     // slot order: SUM_X, SUM_Y, COUNT, FIRST_AT, LAST_AT
     this.data.push(sumX, sumY, count, firstAt, lastAt)
-    this.grid.insert(i, sumX / count, sumY / count)
+    if (this.grid !== undefined) this.grid.insert(i, sumX / count, sumY / count)
+    else if (this.n === PageClusters.GRID_FROM) {
+      const grid = new SpatialGrid(this.radius)
+      for (let j = 0; j < this.n; j++) {
+        const { x, y } = this.centroid(j)
+        grid.insert(j, x, y)
+      }
+      this.grid = grid
+    }
     return i
   }
 }

@@ -133,6 +133,13 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
       `{"cluster_idx":${clusterIdx},"is_new":${isNew}}`
     const predictAnswer = (clusterIdx: number | null) => `{"cluster_idx":${clusterIdx}}`
 
+    const served = {
+      now: metrics.fastLaneRequests.labels("now"),
+      message: metrics.fastLaneRequests.labels("message"),
+      refused: metrics.fastLaneRequests.labels("refused"),
+    }
+
+    /** Answers one request of the lane: refused (400/422), served by an idle actor now, or sent as a message. */
     const serve = (
       kind: Kind,
       text: string,
@@ -144,23 +151,30 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
         body = text.length === 0 ? null : JSON.parse(text)
       } catch {
         const message = "the request body could not be read as JSON (Decode)"
+        served.refused.inc()
         return answer(400, errorBody(new MalformedRequest({ message })))
       }
       if (kind === "save") {
         const decoded = decodeSave(body)
-        if (Either.isLeft(decoded)) return answer(422, errorBody(asInvalidRequest(decoded.left)))
+        if (Either.isLeft(decoded)) {
+          served.refused.inc()
+          return answer(422, errorBody(asInvalidRequest(decoded.left)))
+        }
         const click = decoded.right
         const page = click.page_uuid
         const reply: SaveReply | undefined =
           click.request_id === undefined
             ? host.saveNow(page, click.coordinates.x, click.coordinates.y)
             : undefined
-        if (reply === undefined)
+        if (reply === undefined) {
+          served.message.inc()
           return runHandler(
             tracker.save(click, undefined),
             (r) => saveAnswer(r.cluster_idx, r.is_new),
             answer,
           )
+        }
+        served.now.inc()
         const ok = saveAnswer(reply.clusterIdx, reply.isNew)
         reply.committed.onSettled((error: CommitError | undefined) =>
           error === undefined
@@ -170,11 +184,17 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
         return
       }
       const decoded = decodePredict(body)
-      if (Either.isLeft(decoded)) return answer(422, errorBody(asInvalidRequest(decoded.left)))
+      if (Either.isLeft(decoded)) {
+        served.refused.inc()
+        return answer(422, errorBody(asInvalidRequest(decoded.left)))
+      }
       const click = decoded.right
       const clusterIdx = host.predictNow(click.page_uuid, click.coordinates.x, click.coordinates.y)
-      if (clusterIdx === undefined)
+      if (clusterIdx === undefined) {
+        served.message.inc()
         return runHandler(tracker.predict(click), (r) => predictAnswer(r.cluster_idx), answer)
+      }
+      served.now.inc()
       answer(200, predictAnswer(clusterIdx), click.page_uuid)
     }
 

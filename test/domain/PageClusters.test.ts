@@ -65,12 +65,51 @@ describe("PageClusters", () => {
     expect(page.predict(0.5 - 2 ** -20, 0.5)).toBe(1)
   })
 
+  it("breaks an exact tie towards the lower index on a page large enough for its grid", () => {
+    const radius = 2 ** -4
+    const page = new PageClusters(radius)
+    // Fillers on a lattice twice the radius apart, far from the tie, so the page uses its grid.
+    for (let i = 0; i < PageClusters.GRID_FROM; i++) page.assign((i % 8) / 8, 0.5 + Math.floor(i / 8) / 8, 0)
+    expect(page.size).toBe(PageClusters.GRID_FROM)
+    for (const [first, second] of [
+      [0.3125, 0.25],
+      [0.0625, 0.125],
+    ] as const) {
+      const a = page.assign(first, 0.25, 0)
+      const b = page.assign(second, 0.25, 0)
+      expect(b).toBe(a + 1)
+      // the midpoint is exactly radius / 2 from both centroids (dyadic numbers, no rounding)
+      expect(page.predict((first + second) / 2, 0.25)).toBe(a)
+    }
+  })
+
+  it("answers the same after compacting its storage", () => {
+    fc.assert(
+      fc.property(clusteredPoints, fc.array(point, { maxLength: 50 }), (points, probes) => {
+        const page = new PageClusters(RADIUS)
+        for (const p of points) page.assign(p.x, p.y, 0)
+        const before = probes.map((p) => page.predict(p.x, p.y))
+        const snapshot = page.toSnapshot()
+        page.compact()
+        expect(page.toSnapshot()).toEqual(snapshot)
+        expect(probes.map((p) => page.predict(p.x, p.y))).toEqual(before)
+        for (const p of points) page.assign(p.x, p.y, 0)
+        expect(page.size).toBe(snapshot.count.length)
+      }),
+    )
+  })
+
   it("follows the centroid when it moves into another grid cell", () => {
     const page = new PageClusters(RADIUS)
+    // Fillers in the top rows, so the page uses its grid.
+    for (let i = 0; i < PageClusters.GRID_FROM; i++)
+      page.assign((i % 10) / 10, 0.8 + Math.floor(i / 10) / 20, 0)
+    const first = page.size
     page.assign(0.039, 0.5, 0)
     page.assign(0.041 + 0.03, 0.5, 0) // centroid moves from cell 0 to cell 1
-    expect(page.centroid(0).x).toBeGreaterThan(0.04)
-    expect(page.predict(0.09, 0.5)).toBe(0)
+    expect(page.size).toBe(first + 1)
+    expect(page.centroid(first).x).toBeGreaterThan(0.04)
+    expect(page.predict(0.09, 0.5)).toBe(first)
     expect(page.predict(0.0, 0.5)).toBe(PageClusters.NONE)
   })
 
