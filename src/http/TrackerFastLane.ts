@@ -70,6 +70,23 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
     const run = yield* FiberSet.makeRuntime<never>()
     const logRequests = LogLevel.lessThanEqual(config.logLevel, LogLevel.Debug)
 
+    // prom-client hashes a label set on every call: the lane keeps the labelled children it uses instead.
+    const requestCounters = new Map<string, ReturnType<typeof metrics.httpRequests.labels>>()
+    const routeMetrics = (route: string, status: number) => {
+      const key = `${route} ${status}`
+      let counter = requestCounters.get(key)
+      if (counter === undefined) {
+        counter = metrics.httpRequests.labels({ route, method: "POST", status })
+        requestCounters.set(key, counter)
+      }
+      return counter
+    }
+    const durations = new Map(
+      Array.from(routes.keys(), (route) => [route, metrics.httpDuration.labels({ route, method: "POST" })]),
+    )
+    const durationOf = (route: string) =>
+      durations.get(route) ?? metrics.httpDuration.labels({ route, method: "POST" })
+
     const finish = (
       response: ServerResponse,
       route: string,
@@ -86,8 +103,8 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
       })
       response.end(body)
       const seconds = (performance.now() - started) / 1000
-      metrics.httpRequests.inc({ route, method: "POST", status })
-      metrics.httpDuration.observe({ route, method: "POST" }, seconds)
+      routeMetrics(route, status).inc()
+      durationOf(route).observe(seconds)
       if (logRequests) {
         run(
           Effect.logDebug("request").pipe(
