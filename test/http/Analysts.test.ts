@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { countPeriods } from "../../src/domain/Periods.ts"
-import { ServerProcess } from "../support/ServerProcess.ts"
-import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+import { servedStorage } from "../support/ServedStorage.ts"
+import { storageModes } from "../support/StorageModes.ts"
 
 interface Activity {
   readonly series: ReadonlyArray<{ readonly period_start: string; readonly clicks: number }>
@@ -20,33 +20,26 @@ describe("countPeriods", () => {
 })
 
 describe.each(storageModes())("analysts' API, $name storage", ({ make }) => {
-  let storage: StorageMode
-  let server: ServerProcess
+  const served = servedStorage(make)
   const page = `analyst/${randomUUID()}`
   const encoded = encodeURIComponent(page)
 
   beforeAll(async () => {
-    storage = await make()
-    server = await ServerProcess.start(storage.env)
     for (const [x, y] of [
       [0.2, 0.2],
       [0.21, 0.2],
       [0.7, 0.7],
     ] as const) {
-      await fetch(`${server.url}/save_click_and_predict_cluster`, {
+      await fetch(`${served.url}/save_click_and_predict_cluster`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ page_uuid: page, coordinates: { x, y } }),
       })
     }
   })
-  afterAll(async () => {
-    await server?.stop()
-    await storage?.dispose()
-  })
 
   it("lists a page's clusters with centroid, count and first and last click time", async () => {
-    const response = await fetch(`${server.url}/pages/${encoded}/clusters`)
+    const response = await fetch(`${served.url}/pages/${encoded}/clusters`)
     expect(response.status).toBe(200)
     const body = (await response.json()) as {
       page_uuid: string
@@ -65,7 +58,7 @@ describe.each(storageModes())("analysts' API, $name storage", ({ make }) => {
     ])
     for (const c of body.clusters)
       expect(Date.parse(c.first_click_at)).toBeLessThanOrEqual(Date.parse(c.last_click_at))
-    expect((await fetch(`${server.url}/pages/${encodeURIComponent("analyst/none")}/clusters`)).status).toBe(
+    expect((await fetch(`${served.url}/pages/${encodeURIComponent("analyst/none")}/clusters`)).status).toBe(
       404,
     )
   })
@@ -76,21 +69,21 @@ describe.each(storageModes())("analysts' API, $name storage", ({ make }) => {
     const from = new Date(Math.floor(now / hour) * hour - 3 * hour).toISOString()
     const to = new Date(Math.floor(now / hour) * hour + 2 * hour).toISOString()
     const all = (await (
-      await fetch(`${server.url}/pages/${encoded}/activity?granularity=hour&from=${from}&to=${to}`)
+      await fetch(`${served.url}/pages/${encoded}/activity?granularity=hour&from=${from}&to=${to}`)
     ).json()) as Activity
     expect(all.series).toHaveLength(5)
     expect(all.series.map((p) => p.clicks)).toEqual([0, 0, 0, 3, 0])
     expect(all.series[0]?.period_start).toBe(from.replace(".000Z", "Z"))
     const one = (await (
       await fetch(
-        `${server.url}/pages/${encoded}/activity?granularity=day&from=${from}&to=${to}&cluster_idx=1`,
+        `${served.url}/pages/${encoded}/activity?granularity=day&from=${from}&to=${to}&cluster_idx=1`,
       )
     ).json()) as Activity
     expect(one.series.reduce((n, p) => n + p.clicks, 0)).toBe(1)
   })
 
   it("refuses a reversed range, too many periods and unknown granularities with 422", async () => {
-    const ask = (query: string) => fetch(`${server.url}/pages/${encoded}/activity?${query}`)
+    const ask = (query: string) => fetch(`${served.url}/pages/${encoded}/activity?${query}`)
     expect((await ask("granularity=day&from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z")).status).toBe(422)
     expect((await ask("granularity=hour&from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z")).status).toBe(422)
     expect((await ask("granularity=hour&from=2026-01-01T00:00:00Z&to=2027-02-21T00:00:00Z")).status).toBe(200) // < 10,000 hours

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { ServerProcess } from "../support/ServerProcess.ts"
-import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+import { describe, expect, it } from "@effect/vitest"
+import { servedStorage } from "../support/ServedStorage.ts"
+import { storageModes } from "../support/StorageModes.ts"
 
 const save = (url: string, page: string, x: number, y: number, headers: Record<string, string> = {}) =>
   fetch(`${url}/save_click_and_predict_cluster`, {
@@ -17,21 +17,11 @@ const sample = (exposition: string, line: string) => {
 }
 
 describe.each(storageModes())("operations, $name storage", ({ make }) => {
-  let storage: StorageMode
-  let server: ServerProcess
-
-  beforeAll(async () => {
-    storage = await make()
-    server = await ServerProcess.start({ ...storage.env, LOG_LEVEL: "debug" })
-  })
-  afterAll(async () => {
-    await server?.stop()
-    await storage?.dispose()
-  })
+  const served = servedStorage(make, { LOG_LEVEL: "debug" })
 
   it("answers the probes", async () => {
-    expect(await (await fetch(`${server.url}/healthz`)).json()).toEqual({ status: "ok" })
-    const ready = await fetch(`${server.url}/readyz`)
+    expect(await (await fetch(`${served.url}/healthz`)).json()).toEqual({ status: "ok" })
+    const ready = await fetch(`${served.url}/readyz`)
     expect(ready.status).toBe(200)
     expect(await ready.json()).toEqual({ status: "ready" })
   })
@@ -43,15 +33,15 @@ describe.each(storageModes())("operations, $name storage", ({ make }) => {
       [0.11, 0.1],
       [0.8, 0.8],
     ] as const) {
-      expect((await save(server.url, page, x!, y!)).status).toBe(200)
+      expect((await save(served.url, page, x!, y!)).status).toBe(200)
     }
-    await fetch(`${server.url}/predict_cluster`, {
+    await fetch(`${served.url}/predict_cluster`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ page_uuid: page, coordinates: { x: 0.1, y: 0.1 } }),
     })
-    await fetch(`${server.url}/no_such_route`)
-    const response = await fetch(`${server.url}/metrics`)
+    await fetch(`${served.url}/no_such_route`)
+    const response = await fetch(`${served.url}/metrics`)
     expect(response.headers.get("content-type")).toMatch(/^text\/plain/)
     const text = await response.text()
     expect(sample(text, "clicks_saved_total")).toBeGreaterThanOrEqual(3)
@@ -78,12 +68,12 @@ describe.each(storageModes())("operations, $name storage", ({ make }) => {
 
   it("echoes a client's x-request-id, makes one otherwise, and logs each request as one JSON line", async () => {
     const page = `ops-log-${randomUUID()}`
-    const given = await save(server.url, page, 0.5, 0.5, { "x-request-id": "tracker-42" })
+    const given = await save(served.url, page, 0.5, 0.5, { "x-request-id": "tracker-42" })
     expect(given.headers.get("x-request-id")).toBe("tracker-42")
-    const made = await fetch(`${server.url}/nope`)
+    const made = await fetch(`${served.url}/nope`)
     expect(made.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
     await new Promise((r) => setTimeout(r, 200))
-    const lines = server.logs
+    const lines = served.server.logs
       .split("\n")
       .filter((l) => l.startsWith("{"))
       .map(

@@ -1,7 +1,7 @@
 import { request } from "node:http"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { ServerProcess } from "../support/ServerProcess.ts"
-import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+import { describe, expect, it } from "@effect/vitest"
+import { servedStorage } from "../support/ServedStorage.ts"
+import { storageModes } from "../support/StorageModes.ts"
 
 interface Answer {
   readonly status: number
@@ -87,29 +87,19 @@ const savePaths = ["/save_click_and_predict_cluster", "/new_click"]
 const predictPaths = ["/predict_cluster", "/predict_click"]
 
 describe.each(storageModes())("tracker fast lane, $name storage", ({ make }) => {
-  let storage: StorageMode
-  let server: ServerProcess
+  const served = servedStorage(make)
   const run = `fast-lane-${Date.now()}`
 
-  beforeAll(async () => {
-    storage = await make()
-    server = await ServerProcess.start(storage.env)
-  })
-  afterAll(async () => {
-    await server?.stop()
-    await storage?.dispose()
-  })
-
   it("refuses every bad body exactly as the HttpApi does (status, content type, body)", async () => {
-    const refusedBefore = await fastLaneCount(server.url, "refused")
+    const refusedBefore = await fastLaneCount(served.url, "refused")
     for (const [paths, bodies] of [
       [savePaths, refusedSaves],
       [predictPaths, refused],
     ] as const) {
       for (const path of paths)
         for (const body of bodies) {
-          const fast = await post(server.url, path, body, "fast")
-          const api = await post(server.url, path, body, "api")
+          const fast = await post(served.url, path, body, "fast")
+          const api = await post(served.url, path, body, "api")
           expect({ path, sent: body, ...fast, requestId: undefined }).toEqual({
             path,
             sent: body,
@@ -119,13 +109,13 @@ describe.each(storageModes())("tracker fast lane, $name storage", ({ make }) => 
           expect([400, 422]).toContain(fast.status)
         }
     }
-    expect((await fastLaneCount(server.url, "refused")) - refusedBefore).toBe(
+    expect((await fastLaneCount(served.url, "refused")) - refusedBefore).toBe(
       2 * refused.length + 2 * refusedSaves.length,
     )
   })
 
   it("answers a stream of saves and predictions as the HttpApi does on a twin page, and both pages end alike", async () => {
-    const nowBefore = await fastLaneCount(server.url, "now")
+    const nowBefore = await fastLaneCount(served.url, "now")
     const points: Array<readonly [number, number]> = []
     for (let i = 0; i < 60; i++) points.push([((i * 37) % 100) / 100, ((i * 61) % 100) / 100])
     for (const [x, y] of [...points, ...points.map(([px, py]) => [px + 0.01, py] as const)]) {
@@ -134,8 +124,8 @@ describe.each(storageModes())("tracker fast lane, $name storage", ({ make }) => 
         ["/save_click_and_predict_cluster", "save"],
         ["/new_click", "save"],
       ] as const) {
-        const fast = await post(server.url, path, click(`${run}/fast`, x, y), "fast")
-        const api = await post(server.url, path, click(`${run}/api`, x, y), "api")
+        const fast = await post(served.url, path, click(`${run}/fast`, x, y), "fast")
+        const api = await post(served.url, path, click(`${run}/api`, x, y), "api")
         expect({ path, kind, ...fast, requestId: undefined }).toEqual({
           path,
           kind,
@@ -146,14 +136,14 @@ describe.each(storageModes())("tracker fast lane, $name storage", ({ make }) => 
       }
     }
     // The first request on the fresh page recovers it through an actor message; the rest are served at once.
-    expect((await fastLaneCount(server.url, "now")) - nowBefore).toBeGreaterThan(300)
+    expect((await fastLaneCount(served.url, "now")) - nowBefore).toBeGreaterThan(300)
 
     const clusters = async (page: string) =>
-      (await (await fetch(`${server.url}/pages/${encodeURIComponent(page)}/clusters`)).json()) as {
+      (await (await fetch(`${served.url}/pages/${encodeURIComponent(page)}/clusters`)).json()) as {
         clusters: ReadonlyArray<{ cluster_idx: number; count: number; centroid: unknown }>
       }
     const best = async (page: string) =>
-      (await fetch(`${server.url}/get_best_cluster?page_uuid=${encodeURIComponent(page)}`)).json()
+      (await fetch(`${served.url}/get_best_cluster?page_uuid=${encodeURIComponent(page)}`)).json()
     const fastClusters = (await clusters(`${run}/fast`)).clusters
     const apiClusters = (await clusters(`${run}/api`)).clusters
     expect(fastClusters.map((c) => [c.cluster_idx, c.count, c.centroid])).toEqual(
@@ -165,16 +155,16 @@ describe.each(storageModes())("tracker fast lane, $name storage", ({ make }) => 
 
   it("echoes a sane x-request-id, makes one otherwise, and counts the request in the HTTP metrics", async () => {
     const metricLine = async () =>
-      (await (await fetch(`${server.url}/metrics`)).text())
+      (await (await fetch(`${served.url}/metrics`)).text())
         .split("\n")
         .find((l) => l.startsWith('http_requests_total{route="/predict_click",method="POST",status="200"}'))
     const countOf = (line: string | undefined) => (line === undefined ? 0 : Number(line.split(" ").at(-1)))
     const before = countOf(await metricLine())
-    const given = await post(server.url, "/predict_click", click(`${run}/ids`, 0.5, 0.5), "fast", {
+    const given = await post(served.url, "/predict_click", click(`${run}/ids`, 0.5, 0.5), "fast", {
       "x-request-id": "trace-123",
     })
     expect(given).toMatchObject({ status: 200, requestId: "trace-123", body: '{"cluster_idx":null}' })
-    const made = await post(server.url, "/predict_click", click(`${run}/ids`, 0.5, 0.5), "fast", {
+    const made = await post(served.url, "/predict_click", click(`${run}/ids`, 0.5, 0.5), "fast", {
       "x-request-id": "no spaces allowed",
     })
     expect(made.requestId).toMatch(/^[0-9a-f-]{36}$/)
@@ -187,12 +177,12 @@ describe.each(storageModes())("tracker fast lane, $name storage", ({ make }) => 
       Date.now().toString(16).slice(-4),
     )
     const body = click(`${run}/idem`, 0.25, 0.25, { request_id: requestId })
-    const first = await post(server.url, "/save_click_and_predict_cluster", body, "fast")
-    const repeat = await post(server.url, "/save_click_and_predict_cluster", body, "fast")
+    const first = await post(served.url, "/save_click_and_predict_cluster", body, "fast")
+    const repeat = await post(served.url, "/save_click_and_predict_cluster", body, "fast")
     expect(first).toMatchObject({ status: 200, body: '{"cluster_idx":0,"is_new":true}' })
     expect(repeat).toMatchObject({ status: 200, body: '{"cluster_idx":0,"is_new":true}' })
     const other = click(`${run}/idem`, 0.75, 0.75, { request_id: requestId })
-    const conflict = await post(server.url, "/save_click_and_predict_cluster", other, "fast")
+    const conflict = await post(served.url, "/save_click_and_predict_cluster", other, "fast")
     expect(conflict.status).toBe(409)
     expect(JSON.parse(conflict.body)).toMatchObject({ _tag: "IdempotencyConflict" })
   })
