@@ -30,7 +30,7 @@ import {
 const PREDICT = "/predict_cluster"
 const SAVE = "/save_click_and_predict_cluster"
 
-const scenarios = ["a", "b", "c", "d", "history"] as const
+const scenarios = ["a", "b", "c", "d", "e", "history"] as const
 type Scenario = (typeof scenarios)[number]
 
 const isScenario = (s: string): s is Scenario => scenarios.some((known) => known === s)
@@ -85,7 +85,7 @@ const options = {
 }
 
 interface Row {
-  readonly id: "a" | "b" | "c" | "d"
+  readonly id: "a" | "b" | "c" | "d" | "e"
   readonly scenario: string
   readonly endpoint: string
   readonly storage: "none" | "embedded" | "postgres"
@@ -114,6 +114,7 @@ const labels: Record<Row["id"], string> = {
   b: "(b) predict, embedded",
   c: "(c) save, embedded",
   d: "(d) save, Postgres",
+  e: "(e) predict, HttpApi only",
 }
 
 const measure = (
@@ -275,6 +276,7 @@ const markdown = (
     "rotated across connections. (a) is a bare `node:http` server in its own process that parses the same JSON",
     "and answers a constant: the ceiling for one Node process here. Ratios are to (a) at the same connection",
     "count (req/s: higher is better; latency: lower is better). Latency counts every answer, not only 2xx.",
+    "(e) is (b) with HTTP_FAST_LANE=false: every request through the HttpApi, as before the fast lane.",
     "",
     table(
       ["scenario", ...measurementHeaders, "req/s ÷ (a)", "p50 ÷ (a)", "p99 ÷ (a)", "load avg"],
@@ -403,6 +405,24 @@ const bench = Command.make("bench", options, (o) =>
       )
     }
 
+    if (only.has("e")) {
+      // The same service with its fast lane switched off: what the lane gives, measured in the same run.
+      yield* Console.log("\n(e) predict, HttpApi only (HTTP_FAST_LANE=false), embedded database")
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const storage = yield* embeddedStorage
+          const server = yield* startService({ ...storage.env, HTTP_FAST_LANE: "false" })
+          yield* touchPages(server.url, seed)
+          yield* warm(server.url, SAVE, pool, Math.max(o.warmup, 1))
+          yield* warm(server.url, PREDICT, pool, o.warmup)
+          for (const c of connectionCounts) {
+            const m = yield* measure(server.url, PREDICT, pool, c, o.duration, "predict (HttpApi only)")
+            rows.push({ id: "e", scenario: labels.e, endpoint: PREDICT, storage: "embedded", measurement: m })
+          }
+        }),
+      )
+    }
+
     if (only.has("d") && pg.ok) {
       yield* Console.log("\n(d) save, Postgres")
       yield* Effect.scoped(
@@ -428,7 +448,7 @@ const bench = Command.make("bench", options, (o) =>
       )
     }
 
-    const order: ReadonlyArray<Row["id"]> = ["a", "b", "c", "d"]
+    const order: ReadonlyArray<Row["id"]> = ["a", "b", "e", "c", "d"]
     const sorted = [...rows].sort((x, y) => order.indexOf(x.id) - order.indexOf(y.id))
     const text = markdown(machine, command, sorted, history, notes)
     yield* Console.log(`\n${text}`)

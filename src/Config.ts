@@ -41,6 +41,8 @@ export class AppConfig extends Effect.Service<AppConfig>()("AppConfig", {
       snapshotInterval: yield* nonNegativeDuration("SNAPSHOT_INTERVAL", "60 seconds"),
       actorIdleTimeout: yield* nonNegativeDuration("ACTOR_IDLE_TIMEOUT", "5 minutes"),
       shutdownTimeout: yield* nonNegativeDuration("SHUTDOWN_TIMEOUT", "10 seconds"),
+      /** Whether the tracker POST routes are answered by the fast lane ahead of the HttpApi (off: HttpApi only). */
+      httpFastLane: yield* Config.boolean("HTTP_FAST_LANE").pipe(Config.withDefault(true)),
       maxBodyBytes: yield* positiveInt("MAX_BODY_BYTES", 16 * 1024),
       adminToken: yield* Config.option(Config.redacted("ADMIN_TOKEN")),
       logLevel: yield* Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),

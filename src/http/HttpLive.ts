@@ -60,9 +60,11 @@ const NodeServerLive = Layer.scoped(
           const effectApp = yield* middleware === undefined
             ? NodeHttpServer.makeHandler(app)
             : NodeHttpServer.makeHandler(app, middleware)
-          const listener = (request: IncomingMessage, response: ServerResponse) => {
-            if (!fastLane.handle(request, response)) effectApp(request, response)
-          }
+          const listener = config.httpFastLane
+            ? (request: IncomingMessage, response: ServerResponse) => {
+                if (!fastLane.handle(request, response)) effectApp(request, response)
+              }
+            : effectApp
           server.on("request", listener)
           yield* Effect.addFinalizer(() => Effect.sync(() => server.off("request", listener)))
         }),

@@ -187,3 +187,27 @@ describe.each(storageModes())("tracker fast lane, $name storage", ({ make }) => 
     expect(JSON.parse(conflict.body)).toMatchObject({ _tag: "IdempotencyConflict" })
   })
 })
+
+describe.each(storageModes())("tracker fast lane switched off, $name storage", ({ make }) => {
+  const served = servedStorage(make, { HTTP_FAST_LANE: "false" })
+  const run = `fast-lane-off-${Date.now()}`
+
+  it("answers the tracker routes through the HttpApi alone: same answers, the lane counts nothing", async () => {
+    const page = `${run}/p`
+    const answers = [
+      await post(served.url, "/save_click_and_predict_cluster", click(page, 0.5, 0.5), "fast"),
+      await post(served.url, "/new_click", click(page, 0.51, 0.5), "fast"),
+      await post(served.url, "/predict_click", click(page, 0.52, 0.5), "fast"),
+      await post(served.url, "/predict_cluster", click(page, 0.9, 0.9), "fast"),
+      await post(served.url, "/predict_cluster", "{", "fast"),
+    ]
+    expect(answers.map((a) => [a.status, a.body])).toEqual([
+      [200, '{"cluster_idx":0,"is_new":true}'],
+      [200, '{"cluster_idx":0,"is_new":false}'],
+      [200, '{"cluster_idx":0}'],
+      [200, '{"cluster_idx":null}'],
+      [400, '{"message":"the request body could not be read as JSON (Decode)","_tag":"MalformedRequest"}'],
+    ])
+    for (const how of ["now", "message", "refused"]) expect(await fastLaneCount(served.url, how)).toBe(0)
+  })
+})
