@@ -1,7 +1,7 @@
 import type { Deferred, Option } from "effect"
 import type { ClusterSummary } from "../domain/PageClusters.ts"
-import type { CommitTicket } from "../persistence/CommitTicket.ts"
-import type { IdempotencyConflict, StorageUnavailable } from "./PageErrors.ts"
+import type { CommitError, CommitTicket } from "../persistence/CommitTicket.ts"
+import type { StorageUnavailable } from "./PageErrors.ts"
 
 /** The answer to a save: decided at once, acknowledged to the client once `committed` settles without error. */
 export interface SaveReply {
@@ -11,7 +11,7 @@ export interface SaveReply {
 }
 
 /** Why a save was not acknowledged. */
-export type SaveError = StorageUnavailable | IdempotencyConflict
+export type SaveError = CommitError
 
 type Reply<A> = Deferred.Deferred<A, StorageUnavailable>
 

@@ -66,6 +66,14 @@ export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()(
   HttpApiSchema.annotations({ status: 404 }),
 ) {}
 
+/** The trackers' POST routes (CONTRACT.md), declared below and also served by the HTTP fast lane. */
+export const TrackerPostPaths = {
+  saveClick: "/save_click_and_predict_cluster",
+  newClick: "/new_click",
+  predictCluster: "/predict_cluster",
+  predictClick: "/predict_click",
+} as const
+
 const save = <const Name extends string>(name: Name, path: `/${string}`) =>
   HttpApiEndpoint.post(name, path)
     .setPayload(SaveClick)
@@ -89,10 +97,10 @@ const predict = <const Name extends string>(name: Name, path: `/${string}`) =>
 
 /** The trackers' contract (CONTRACT.md): paths, bodies and answers are fixed. */
 export class TrackerApi extends HttpApiGroup.make("tracker")
-  .add(save("saveClick", "/save_click_and_predict_cluster"))
-  .add(save("newClick", "/new_click"))
-  .add(predict("predictCluster", "/predict_cluster"))
-  .add(predict("predictClick", "/predict_click"))
+  .add(save("saveClick", TrackerPostPaths.saveClick))
+  .add(save("newClick", TrackerPostPaths.newClick))
+  .add(predict("predictCluster", TrackerPostPaths.predictCluster))
+  .add(predict("predictClick", TrackerPostPaths.predictClick))
   .add(
     HttpApiEndpoint.get("bestCluster", "/get_best_cluster")
       .setUrlParams(Schema.Struct({ page_uuid: PageUuid }))

@@ -15,6 +15,10 @@ export const invalidRequest = (
     issues: issues.map((i) => ({ path: formatPath(i.path), message: i.message })),
   })
 
+/** A body that could not be read as JSON, as the 400 answer; `reason` is what the reader said. */
+export const malformedJson = (reason: string) =>
+  new MalformedRequest({ message: `the request body could not be read as JSON (${reason})` })
+
 /**
  * The framework's own failures as our API's errors, so every client mistake gets its status and a JSON body:
  * schema decode failures → 422 naming each field path, unreadable bodies → 400, unknown routes → 404.
@@ -30,9 +34,7 @@ const toApiError = (error: unknown): Option.Option<InvalidRequest | MalformedReq
       )
     }
     if (error._tag === "RequestError") {
-      return Option.some(
-        new MalformedRequest({ message: `the request body could not be read as JSON (${error.reason})` }),
-      )
+      return Option.some(malformedJson(error.reason))
     }
   }
   return Option.none()

@@ -7,11 +7,13 @@ import { IdempotencyConflict, PageBusy, StorageUnavailable } from "../actors/Pag
 import type { SaveReply } from "../actors/PageProtocol.ts"
 import { AppConfig } from "../Config.ts"
 import { Metrics } from "../Metrics.ts"
-import type { CommitError } from "../persistence/CommitTicket.ts"
-import { Click, InvalidRequest, MalformedRequest, SaveClick } from "./Api.ts"
-import { invalidRequest } from "./ErrorResponses.ts"
+import { Click, InvalidRequest, MalformedRequest, SaveClick, TrackerPostPaths } from "./Api.ts"
+import { invalidRequest, malformedJson } from "./ErrorResponses.ts"
 import { currentRequestFacts, type RequestFacts, requestIdPattern } from "./RequestObservability.ts"
 import { makeTrackerHandlers } from "./TrackerHandlers.ts"
+
+/** What a request that failed by a defect (a bug, not the client's doing) answers: 503, retry. */
+const notServed = () => new StorageUnavailable({ message: "the request could not be served; retry" })
 
 /** The errors the fast lane can answer, encoded exactly as the HttpApi encodes them. */
 const FastLaneError = Schema.Union(
@@ -23,12 +25,13 @@ const FastLaneError = Schema.Union(
 )
 type FastLaneError = typeof FastLaneError.Type
 const encodeError = Schema.encodeSync(FastLaneError)
+const statusOf = (schema: Schema.Schema.Any) => HttpApiSchema.getStatus(schema.ast, 500)
 const statusByTag: Record<FastLaneError["_tag"], number> = {
-  InvalidRequest: HttpApiSchema.getStatus(InvalidRequest.ast, 500),
-  MalformedRequest: HttpApiSchema.getStatus(MalformedRequest.ast, 500),
-  PageBusy: HttpApiSchema.getStatus(PageBusy.ast, 500),
-  StorageUnavailable: HttpApiSchema.getStatus(StorageUnavailable.ast, 500),
-  IdempotencyConflict: HttpApiSchema.getStatus(IdempotencyConflict.ast, 500),
+  InvalidRequest: statusOf(InvalidRequest),
+  MalformedRequest: statusOf(MalformedRequest),
+  PageBusy: statusOf(PageBusy),
+  StorageUnavailable: statusOf(StorageUnavailable),
+  IdempotencyConflict: statusOf(IdempotencyConflict),
 }
 
 const decodeSave = Schema.decodeUnknownEither(SaveClick)
@@ -42,10 +45,10 @@ const asInvalidRequest = (error: ParseResult.ParseError) =>
 
 type Kind = "save" | "predict"
 const routes = new Map<string, Kind>([
-  ["/save_click_and_predict_cluster", "save"],
-  ["/new_click", "save"],
-  ["/predict_cluster", "predict"],
-  ["/predict_click", "predict"],
+  [TrackerPostPaths.saveClick, "save"],
+  [TrackerPostPaths.newClick, "save"],
+  [TrackerPostPaths.predictCluster, "predict"],
+  [TrackerPostPaths.predictClick, "predict"],
 ])
 
 const isJson = (contentType: string | undefined) =>
@@ -122,12 +125,16 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
     }
 
     const errorBody = (error: FastLaneError) => JSON.stringify(encodeError(error))
+    type Answer = (status: number, body: string, page?: string) => void
+    /** Answers an error with the status its schema declares. */
+    const answerError = (answer: Answer, error: FastLaneError, page?: string) =>
+      answer(statusByTag[error._tag], errorBody(error), page)
 
     /** The answer of an effect run on a fiber: its value, its typed error, or 503 for a defect (already logged). */
     const runHandler = <A>(
       effect: Effect.Effect<A, FastLaneError>,
       encode: (a: A) => string,
-      reply: (status: number, body: string, page: string | undefined) => void,
+      reply: Answer,
     ) => {
       const facts: RequestFacts = { page: undefined }
       const fiber = run(
@@ -139,10 +146,8 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
       fiber.addObserver((exit) => {
         if (Exit.isSuccess(exit)) return reply(200, encode(exit.value), facts.page)
         const failure = Cause.failureOption(exit.cause)
-        const error = Option.isSome(failure)
-          ? failure.value
-          : new StorageUnavailable({ message: "the request could not be served; retry" })
-        reply(statusByTag[error._tag], errorBody(error), facts.page)
+        const error = Option.isSome(failure) ? failure.value : notServed()
+        answerError(reply, error, facts.page)
       })
     }
 
@@ -157,25 +162,21 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
     }
 
     /** Answers one request of the lane: refused (400/422), served by an idle actor now, or sent as a message. */
-    const serve = (
-      kind: Kind,
-      text: string,
-      answer: (status: number, body: string, page?: string) => void,
-    ) => {
+    const serve = (kind: Kind, text: string, answer: Answer) => {
       let body: unknown
       try {
         // An empty body reads as null, as in the HttpApi.
         body = text.length === 0 ? null : JSON.parse(text)
       } catch {
-        const message = "the request body could not be read as JSON (Decode)"
         served.refused.inc()
-        return answer(400, errorBody(new MalformedRequest({ message })))
+        // "Decode": what the HttpApi's body reader says of the same body.
+        return answerError(answer, malformedJson("Decode"))
       }
       if (kind === "save") {
         const decoded = decodeSave(body)
         if (Either.isLeft(decoded)) {
           served.refused.inc()
-          return answer(422, errorBody(asInvalidRequest(decoded.left)))
+          return answerError(answer, asInvalidRequest(decoded.left))
         }
         const click = decoded.right
         const page = click.page_uuid
@@ -193,17 +194,15 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
         }
         served.now.inc()
         const ok = saveAnswer(reply.clusterIdx, reply.isNew)
-        reply.committed.onSettled((error: CommitError | undefined) =>
-          error === undefined
-            ? answer(200, ok, page)
-            : answer(statusByTag[error._tag], errorBody(error), page),
+        reply.committed.onSettled((error) =>
+          error === undefined ? answer(200, ok, page) : answerError(answer, error, page),
         )
         return
       }
       const decoded = decodePredict(body)
       if (Either.isLeft(decoded)) {
         served.refused.inc()
-        return answer(422, errorBody(asInvalidRequest(decoded.left)))
+        return answerError(answer, asInvalidRequest(decoded.left))
       }
       const click = decoded.right
       const clusterIdx = host.predictNow(click.page_uuid, click.coordinates.x, click.coordinates.y)
@@ -235,7 +234,7 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
       const started = performance.now()
       const given = headers["x-request-id"]
       const requestId = typeof given === "string" && requestIdPattern.test(given) ? given : randomUUID()
-      const answer = (status: number, body: string, page?: string) =>
+      const answer: Answer = (status, body, page) =>
         finish(response, route, started, requestId, page, status, body)
       let text = ""
       request.setEncoding("utf8")
@@ -248,10 +247,7 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
         } catch (defect) {
           // A bug, not the client's doing: logged, answered 503 like a failed page message.
           run(Effect.logError("a tracker request failed unexpectedly", Cause.die(defect)))
-          answer(
-            503,
-            errorBody(new StorageUnavailable({ message: "the request could not be served; retry" })),
-          )
+          answerError(answer, notServed())
         }
       })
       return true
