@@ -15,6 +15,27 @@ const nonNegativeDuration = (name: string, fallback: Duration.DurationInput) =>
     Config.withDefault(Duration.decode(fallback)),
   )
 
+const positiveDuration = (name: string, fallback: Duration.DurationInput) =>
+  Config.duration(name).pipe(
+    Config.validate({
+      message: `${name} must be a positive duration such as "500 millis" or "5 seconds"`,
+      validation: (d) => Duration.isFinite(d) && Duration.greaterThan(d, Duration.zero),
+    }),
+    Config.withDefault(Duration.decode(fallback)),
+  )
+
+/** Node's HTTP timeouts; Node refuses a headers timeout longer than the request timeout. */
+const httpTimeouts = Config.all({
+  headers: positiveDuration("HTTP_HEADERS_TIMEOUT", "10 seconds"),
+  request: positiveDuration("HTTP_REQUEST_TIMEOUT", "30 seconds"),
+  keepAlive: positiveDuration("HTTP_KEEP_ALIVE_TIMEOUT", "5 seconds"),
+}).pipe(
+  Config.validate({
+    message: "HTTP_HEADERS_TIMEOUT must not be longer than HTTP_REQUEST_TIMEOUT",
+    validation: (t) => Duration.lessThanOrEqualTo(t.headers, t.request),
+  }),
+)
+
 /** The service's settings, read from the environment once at start-up; the only reader of `process.env`. */
 export class AppConfig extends Effect.Service<AppConfig>()("AppConfig", {
   effect: Effect.gen(function* () {
@@ -40,10 +61,14 @@ export class AppConfig extends Effect.Service<AppConfig>()("AppConfig", {
       snapshotEvery: yield* positiveInt("SNAPSHOT_EVERY", 1000),
       snapshotInterval: yield* nonNegativeDuration("SNAPSHOT_INTERVAL", "60 seconds"),
       actorIdleTimeout: yield* nonNegativeDuration("ACTOR_IDLE_TIMEOUT", "5 minutes"),
+      /** Most pages kept in memory; beyond, the least recently used quiet ones are evicted (see README). */
+      maxActivePages: yield* positiveInt("MAX_ACTIVE_PAGES", 100_000),
       shutdownTimeout: yield* nonNegativeDuration("SHUTDOWN_TIMEOUT", "10 seconds"),
       /** Whether the tracker POST routes are answered by the fast lane ahead of the HttpApi (off: HttpApi only). */
       httpFastLane: yield* Config.boolean("HTTP_FAST_LANE").pipe(Config.withDefault(true)),
       maxBodyBytes: yield* positiveInt("MAX_BODY_BYTES", 16 * 1024),
+      /** Complete headers within `headers`, the whole request within `request`; idle keep-alive kept `keepAlive`. */
+      httpTimeouts: yield* httpTimeouts,
       adminToken: yield* Config.option(Config.redacted("ADMIN_TOKEN")),
       logLevel: yield* Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
     }

@@ -54,6 +54,11 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
           this.set(actorsSource.active())
         },
       }),
+      pageEvictions: new Counter({
+        name: "page_evictions_total",
+        help: "Pages evicted from memory (least recently used first) to stay within MAX_ACTIVE_PAGES.",
+        registers,
+      }),
       mailboxDepth: new Gauge({
         name: "page_mailbox_depth",
         help: "Messages waiting in all page mailboxes.",

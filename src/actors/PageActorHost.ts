@@ -16,15 +16,28 @@ interface Actor {
   lastActive: number
   /** Set, together with its removal from the registry, when it passivates: it takes no message after that. */
   stopped: boolean
+  /** Neighbours in the recency list (least recently used first), which picks the actors to evict. */
+  older: Actor | undefined
+  newer: Actor | undefined
 }
+
+/**
+ * How many of the least recently used actors a new page looks at for quiet ones to evict. Bounded so that a front
+ * of busy actors (a stalled database: every page waiting for a commit) does not make each new page scan them
+ * all; the sweeper then evicts down to the bound once they are quiet.
+ */
+const EVICTION_SCAN = 32
 
 /**
  * Hosts page actors in this process (virtual-actor style). An actor comes to life on its page's first message and
  * serves its bounded mailbox strictly in order, one message at a time: a message that finds the actor idle is
  * served by its sender's fiber, and messages that arrive meanwhile by a fiber of the actor's own, which ends when
- * the mailbox is empty. An idle page costs its state and nothing more (no parked fiber, no timer), so
- * hundreds of thousands of pages fit in memory. One sweeper passivates pages idle for `ACTOR_IDLE_TIMEOUT`
- * (snapshot first) and snapshots idle pages that are due. Pages never wait for one another.
+ * the mailbox is empty. An idle page costs its state and nothing more (no parked fiber, no timer). At most
+ * `MAX_ACTIVE_PAGES` pages stay in memory: a new page evicts the least recently used quiet ones (snapshot first);
+ * when none is quiet the bound is exceeded until the sweeper finds them quiet, since pending work is never
+ * dropped. A page with no clicks leaves memory as soon as its message is answered. One sweeper passivates pages
+ * idle for `ACTOR_IDLE_TIMEOUT` (snapshot first) and snapshots idle pages that are due. Pages never wait for one
+ * another.
  */
 export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageActorHost", {
   scoped: Effect.gen(function* () {
@@ -36,6 +49,14 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     const runInBackground = yield* FiberSet.runtime(fibers)<never>()
     const actors = new Map<string, Actor>()
     const idleMs = Duration.toMillis(config.actorIdleTimeout)
+    const maxActive = config.maxActivePages
+    /**
+     * The actors from least to most recently used, linked through the actors themselves: moving one to the end is a
+     * few pointer writes on the fast lane's synchronous path (a Map's delete + set to reorder cost ~5 µs, as it
+     * rehashes its tombstones).
+     */
+    let oldest: Actor | undefined
+    let newest: Actor | undefined
     let accepting = true
 
     metrics.observeActors({
@@ -56,6 +77,76 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         else if (m._tag === "Largest") Deferred.unsafeDone(m.reply, failed)
         else Deferred.unsafeDone(m.reply, failed)
       }
+    }
+
+    /** Whether nothing of the actor is waiting, running or uncommitted. */
+    const quiet = (a: Actor) =>
+      !a.running && a.mailbox.length === 0 && (a.state === undefined || a.state.incarnation.pending === 0)
+
+    const unlink = (actor: Actor) => {
+      if (actor.older === undefined) oldest = actor.newer
+      else actor.older.newer = actor.newer
+      if (actor.newer === undefined) newest = actor.older
+      else actor.newer.older = actor.older
+      actor.older = undefined
+      actor.newer = undefined
+    }
+
+    const append = (actor: Actor) => {
+      actor.older = newest
+      if (newest === undefined) oldest = actor
+      else newest.newer = actor
+      newest = actor
+    }
+
+    /** Marks the actor most recently used. */
+    const touch = (actor: Actor) => {
+      if (actor === newest) return
+      unlink(actor)
+      append(actor)
+    }
+
+    /** Takes the actor out of memory; it takes no message after that (the next one starts a new actor). */
+    const remove = (actor: Actor) => {
+      if (actor.stopped) return
+      actor.stopped = true
+      actors.delete(actor.page)
+      unlink(actor)
+    }
+
+    /**
+     * Passivates a quiet actor: out of memory, with a final snapshot in the background when it has clicks its
+     * snapshot lacks (a failed state is not snapshotted: it is not what the database holds).
+     */
+    const passivate = (actor: Actor) => {
+      remove(actor)
+      const state = actor.state
+      if (state !== undefined && !state.incarnation.failed && state.seq > state.snapshotSeq)
+        runInBackground(behaviour.takeSnapshot(state))
+    }
+
+    /** Evicts quiet actors, least recently used first, until at most `limit` remain or `scan` were looked at. */
+    const evictDownTo = (limit: number, scan: number) => {
+      let actor = oldest
+      for (let looked = 0; actors.size > limit && actor !== undefined && looked < scan; looked++) {
+        const next = actor.newer
+        if (quiet(actor)) {
+          passivate(actor)
+          metrics.pageEvictions.inc()
+        }
+        actor = next
+      }
+    }
+
+    /**
+     * The actor has served its mailbox. A page with no clicks (an unknown page's read, or a page whose first
+     * recovery failed) is not kept: its state is what any later message recovers again, and keeping it would let
+     * reads of unknown pages fill memory. Runs in the same step as the emptiness check, so no message can be
+     * waiting in it.
+     */
+    const idle = (actor: Actor) => {
+      actor.running = false
+      if (actor.mailbox.length === 0 && (actor.state === undefined || actor.state.seq === 0)) remove(actor)
     }
 
     const snapshotInBackground = (state: PageState) => FiberSet.run(fibers, behaviour.takeSnapshot(state))
@@ -88,7 +179,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         while (true) {
           const message = actor.mailbox.shift()
           if (message === undefined) {
-            actor.running = false
+            idle(actor)
             return
           }
           yield* serveGuarded(actor, message)
@@ -125,6 +216,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         const reply = yield* Deferred.make<A, E>()
         let actor = actors.get(page)
         if (actor === undefined) {
+          if (actors.size >= maxActive) evictDownTo(maxActive - 1, EVICTION_SCAN)
           actor = {
             page,
             mailbox: [],
@@ -132,8 +224,13 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
             running: false,
             lastActive: Date.now(),
             stopped: false,
+            older: undefined,
+            newer: undefined,
           }
           actors.set(page, actor)
+          append(actor)
+        } else {
+          touch(actor)
         }
         if (actor.mailbox.length >= config.mailboxSize) {
           return yield* new PageBusy({ message: `too many requests for page ${page}; retry later` })
@@ -151,7 +248,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
               // (a fiber forked here would inherit the uninterruptible region; the actor's own fiber must not)
               if (current.mailbox.length > 0)
                 yield* FiberSet.run(fibers, Effect.interruptible(drain(current)))
-              else current.running = false
+              else idle(current)
             }),
           )
         } else {
@@ -172,12 +269,9 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       const state = actor.state
       if (state === undefined || state.incarnation.failed) return undefined
       actor.lastActive = Date.now()
+      touch(actor)
       return state
     }
-
-    /** Whether nothing of the actor is waiting, running or uncommitted. */
-    const quiet = (a: Actor) =>
-      !a.running && a.mailbox.length === 0 && (a.state === undefined || a.state.incarnation.pending === 0)
 
     /**
      * Passivates pages idle for ACTOR_IDLE_TIMEOUT (a final snapshot when they have unsnapshotted clicks) and
@@ -185,14 +279,14 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
      * `send` and this check run without yielding, so no message can slip into a passivated actor.
      */
     const sweep = Effect.gen(function* () {
+      // Pages new pages could not evict (all busy then) go once they are quiet.
+      if (actors.size > maxActive) evictDownTo(maxActive, Number.POSITIVE_INFINITY)
       const now = Date.now()
       for (const actor of actors.values()) {
         if (!quiet(actor)) continue
         const state = actor.state
         if (now - actor.lastActive >= idleMs) {
-          actor.stopped = true
-          actors.delete(actor.page)
-          if (state !== undefined && state.seq > state.snapshotSeq) yield* snapshotInBackground(state)
+          passivate(actor)
         } else if (state !== undefined && behaviour.snapshotDue(state, now)) {
           yield* snapshotInBackground(state)
         }

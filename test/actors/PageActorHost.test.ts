@@ -3,10 +3,11 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { SqlClient } from "@effect/sql"
 import { afterEach, describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Either, Layer } from "effect"
+import { ConfigProvider, Effect, Either, Layer, Option } from "effect"
 import { PageActorHost } from "../../src/actors/PageActorHost.ts"
 import { AppConfig } from "../../src/Config.ts"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
+import { Metrics } from "../../src/Metrics.ts"
 import { CoreLive } from "../../src/ServiceLayers.ts"
 
 const dirs: Array<string> = []
@@ -175,6 +176,149 @@ describe("PageActorHost on a real database", () => {
           }>`SELECT x, y FROM clicks WHERE page_uuid = ${page} ORDER BY seq`
           expect(stored).toEqual([...clicks.slice(0, 4), ...clicks.slice(8)])
           expect(yield* summaries).toEqual(expectedSummaries(stored))
+        }).pipe(Effect.scoped, Effect.provide(layer))
+      }),
+    60_000,
+  )
+})
+
+/** Click `k` of page `p`: around one of three centres (so clicks join and found clusters), distinct on its page. */
+const floodClick = (p: number, k: number) => {
+  const centre = [
+    [0.2, 0.2],
+    [0.7, 0.3],
+    [0.45, 0.8],
+  ][(p + k) % 3]!
+  return { x: centre[0]! + 0.002 * k + 0.0001 * (p % 7), y: centre[1]! + 0.003 * ((k * 5) % 4) }
+}
+
+const evictions = Effect.flatMap(Metrics, (metrics) =>
+  Effect.promise(() => metrics.pageEvictions.get()),
+).pipe(Effect.map((m) => m.values[0]?.value ?? 0))
+
+describe("PageActorHost memory bound (MAX_ACTIVE_PAGES)", () => {
+  it.live(
+    "keeps at most MAX_ACTIVE_PAGES quiet pages in memory and recovers every evicted page exactly",
+    () =>
+      Effect.gen(function* () {
+        const { layer } = core({ MAX_ACTIVE_PAGES: "5", ACTOR_IDLE_TIMEOUT: "10 minutes" })
+        yield* Effect.gen(function* () {
+          const host = yield* PageActorHost
+          const sql = yield* SqlClient.SqlClient
+          const pages = Array.from({ length: 50 }, (_, p) => `flood/${p}`)
+          const answers = new Map<string, number>()
+          const save = (p: number, k: number) => {
+            const c = floodClick(p, k)
+            return host
+              .save(pages[p]!, c.x, c.y, null)
+              .pipe(Effect.map((r) => answers.set(`${pages[p]}|${c.x}|${c.y}`, r.clusterIdx)))
+          }
+          // One at a time, interleaved across pages: every earlier page is quiet, so the bound always holds, and
+          // every page is evicted (snapshot first) between two of its clicks.
+          for (let k = 0; k < 3; k++)
+            for (let p = 0; p < pages.length; p++) {
+              yield* save(p, k)
+              expect(host.activeCount()).toBeLessThanOrEqual(5)
+            }
+          // Many at once: busy pages cannot be evicted, so the bound may be exceeded until they are quiet.
+          yield* Effect.forEach(
+            Array.from({ length: 3 * pages.length }, (_, i) => [
+              i % pages.length,
+              3 + Math.floor(i / pages.length),
+            ]),
+            ([p, k]) => save(p!, k!),
+            { concurrency: 8, discard: true },
+          )
+          yield* waitUntil(Effect.sync(() => host.activeCount() <= 5))
+          expect(yield* evictions).toBeGreaterThanOrEqual(pages.length * 3)
+          const [snapshotted] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM page_snapshots`
+          expect(snapshotted?.n).toBeGreaterThan(0)
+
+          for (let p = 0; p < pages.length; p++) {
+            const page = pages[p]!
+            const stored = yield* sql<{
+              x: number
+              y: number
+              cluster_idx: number
+            }>`SELECT x, y, cluster_idx FROM clicks WHERE page_uuid = ${page} ORDER BY seq`
+            const sent = Array.from({ length: 6 }, (_, k) => floodClick(p, k))
+            const key = (c: { x: number; y: number }) => `${c.x}|${c.y}`
+            expect(stored.map(key).sort()).toEqual(sent.map(key).sort())
+            // A fresh replay of the stored clicks gives every acknowledged answer and the stored cluster indices.
+            const domain = new PageClusters(0.04)
+            for (const c of stored) {
+              const i = domain.assign(c.x, c.y, 0)
+              expect(answers.get(`${page}|${c.x}|${c.y}`)).toBe(i)
+              expect(c.cluster_idx).toBe(i)
+            }
+            const summary = yield* host.clusters(page)
+            expect(
+              summary.map((c) => ({ idx: c.clusterIdx, x: c.centroidX, y: c.centroidY, n: c.count })),
+            ).toEqual(expectedSummaries(stored))
+            for (const probe of [floodClick(p, 0), { x: 0.46, y: 0.79 }, { x: 0.95, y: 0.95 }]) {
+              const expected = domain.predict(probe.x, probe.y)
+              expect(yield* host.predict(page, probe.x, probe.y)).toBe(
+                expected === PageClusters.NONE ? null : expected,
+              )
+            }
+            const largest = yield* host.largestCluster(page)
+            expect(Option.getOrNull(largest)).toBe(domain.largest())
+            expect(host.activeCount()).toBeLessThanOrEqual(5)
+          }
+        }).pipe(Effect.scoped, Effect.provide(layer))
+      }),
+    120_000,
+  )
+
+  it.live(
+    "leaves no page in memory after predicts, best-cluster and clusters reads of pages without clicks",
+    () =>
+      Effect.gen(function* () {
+        const { layer } = core({})
+        yield* Effect.gen(function* () {
+          const host = yield* PageActorHost
+          const predicted = yield* Effect.forEach(
+            Array.from({ length: 1000 }, (_, i) => `unknown/${i}`),
+            (page) => host.predict(page, 0.5, 0.5),
+            { concurrency: 16 },
+          )
+          expect(predicted.every((r) => r === null)).toBe(true)
+          expect(host.activeCount()).toBe(0)
+          expect(Option.isNone(yield* host.largestCluster("unknown/a"))).toBe(true)
+          expect(yield* host.clusters("unknown/b")).toEqual([])
+          // A page whose reads come back to back (the second waits in the mailbox) goes too, once both are answered.
+          const both = yield* Effect.all([host.predict("unknown/c", 0.1, 0.1), host.clusters("unknown/c")], {
+            concurrency: "unbounded",
+          })
+          expect(both).toEqual([null, []])
+          expect(host.activeCount()).toBe(0)
+        }).pipe(Effect.scoped, Effect.provide(layer))
+      }),
+    60_000,
+  )
+
+  it.live(
+    "serves a save racing with reads of a new page in order and keeps the page",
+    () =>
+      Effect.gen(function* () {
+        const { layer } = core({})
+        yield* Effect.gen(function* () {
+          const host = yield* PageActorHost
+          const [before, saved, after, all] = yield* Effect.all(
+            [
+              host.predict("race/1", 0.3, 0.3),
+              host.save("race/1", 0.3, 0.3, null),
+              host.predict("race/1", 0.3, 0.3),
+              host.clusters("race/1"),
+            ],
+            { concurrency: "unbounded" },
+          )
+          expect(before).toBeNull()
+          expect(saved.clusterIdx).toBe(0)
+          expect(after).toBe(0)
+          expect(all.map((c) => c.count)).toEqual([1])
+          expect(host.activeCount()).toBe(1)
+          expect(yield* host.predict("race/1", 0.3, 0.3)).toBe(0)
         }).pipe(Effect.scoped, Effect.provide(layer))
       }),
     60_000,
