@@ -5,6 +5,7 @@ import { Metrics, secondsSince } from "../Metrics.ts"
 import { ClickLog, Incarnation } from "../persistence/ClickLog.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
 import { CommitTicket } from "../persistence/CommitTicket.ts"
+import { withDeadline } from "../persistence/DatabaseDeadline.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
 import { IdempotencyConflict } from "./PageErrors.ts"
 import type { PageMessage, SaveReply } from "./PageProtocol.ts"
@@ -73,7 +74,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         metrics.recoveryDuration.observe(secondsSince(start))
         return state
       }).pipe(
-        Effect.timeout(config.dbTimeout),
+        withDeadline(config.dbTimeout),
         Effect.tapError(() => Effect.sync(() => metrics.databaseErrors.inc({ operation: "page_recovery" }))),
         Effect.catchAll(storageUnavailable("recovering the page")),
         Effect.withSpan("PageBehaviour.recover", { attributes: { page } }),
@@ -92,7 +93,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         const stored = yield* clicks
           .byRequestId(requestId)
           .pipe(
-            Effect.timeout(config.dbTimeout),
+            withDeadline(config.dbTimeout),
             Effect.catchAll(storageUnavailable("looking up the request id")),
           )
         if (Option.isNone(stored)) return Option.none<SaveReply>()
@@ -197,9 +198,19 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       const committed = state.lastCommit
       state.snapshotSeq = seq
       state.snapshotAt = Date.now()
+      // The commit wait is bounded by the click log itself; the store gets DB_TIMEOUT of its own.
       return committed.await.pipe(
-        Effect.zipRight(snapshots.save(state.page, { seq, radius, clusters })),
-        Effect.timeout(config.dbTimeout),
+        Effect.zipRight(
+          Effect.gen(function* () {
+            const start = performance.now()
+            yield* snapshots.save(state.page, { seq, radius, clusters }).pipe(
+              withDeadline(config.dbTimeout),
+              Effect.tapError(() => Effect.sync(() => metrics.databaseErrors.inc({ operation: "snapshot" }))),
+            )
+            metrics.snapshotsWritten.inc()
+            metrics.snapshotDuration.observe(secondsSince(start))
+          }),
+        ),
         Effect.catchAll((cause) =>
           Effect.logWarning("snapshot not stored", cause).pipe(
             Effect.annotateLogs({ page: state.page, seq }),

@@ -4,6 +4,7 @@ import { PageNotFound } from "../actors/PageErrors.ts"
 import { storageUnavailable } from "../actors/StorageFailure.ts"
 import { AppConfig } from "../Config.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
+import { withDeadline } from "../persistence/DatabaseDeadline.ts"
 import { InvalidRequest } from "./Api.ts"
 import { notePage } from "./RequestObservability.ts"
 
@@ -65,7 +66,7 @@ export const makeTrackerHandlers = Effect.gen(function* () {
       const all_coordinates = yield* clicks
         .clusterCoordinates(page, largest.value)
         .pipe(
-          Effect.timeout(config.dbTimeout),
+          withDeadline(config.dbTimeout),
           Effect.catchAll(storageUnavailable("reading the cluster's clicks")),
         )
       return { cluster: { cluster_idx: largest.value, all_coordinates } }

@@ -1,9 +1,10 @@
-import { SqlClient } from "@effect/sql"
-import { Duration, Effect } from "effect"
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Cause, Duration, Effect, Schedule } from "effect"
 import { IdempotencyConflict, StorageUnavailable } from "../actors/PageErrors.ts"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
-import { CommitTicket } from "./CommitTicket.ts"
+import { type CommitError, CommitTicket } from "./CommitTicket.ts"
+import { withDeadline } from "./DatabaseDeadline.ts"
 
 /** One click as stored. */
 export interface ClickRecord {
@@ -32,7 +33,32 @@ interface Pending {
   readonly record: ClickRecord
   readonly incarnation: Incarnation
   readonly ticket: CommitTicket
+  /** `performance.now()` by which the click's caller must have its answer (appended + DB_TIMEOUT). */
+  readonly deadline: number
 }
+
+/** Why a row of a batch was not inserted: its key was already stored. */
+interface SkippedRow {
+  /** 1-based position in the batch. */
+  readonly ord: number
+  /** The page already has a click with this seq (a stale state), rather than the request id being taken. */
+  readonly seq_taken: boolean
+}
+
+/** What the 503s say: whether the click is known not to be stored, or may have been (outcome unknown). */
+const notStored = (why: string) =>
+  new StorageUnavailable({ message: `${why}; the click was not stored; retry` })
+const mayBeStored = (why: string) =>
+  new StorageUnavailable({
+    message: `${why}; the click may have been stored: retry with the same request_id or Idempotency-Key to be sure it is stored once`,
+  })
+
+/**
+ * An error the server sent (pg's DatabaseError, with a severity and an SQLSTATE) rolled the transaction back;
+ * anything else (a lost connection, a timeout) may have come after the commit.
+ */
+const refusedByServer = (error: SqlError.SqlError) =>
+  typeof error.cause === "object" && error.cause !== null && "severity" in error.cause
 
 /**
  * The click log writer (group commit): one fiber takes every waiting click of every page, writes them in one
@@ -40,6 +66,10 @@ interface Pending {
  * in their order and a failed batch stops its pages' later clicks before they are written. Clicks wait in a plain
  * array (appending is synchronous, so a page actor can hand over a click without suspending); two latches wake the
  * writer when there is work and hold appenders back while the buffer is full.
+ *
+ * Every click is answered within DB_TIMEOUT of its append: a click still waiting at its deadline fails unwritten,
+ * a batch's insert is bounded by its oldest click's deadline, and a watchdog settles whatever a defect would have
+ * left waiting. The writer is supervised: a defect fails the batch it held and the writer goes on.
  */
 export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog", {
   scoped: Effect.gen(function* () {
@@ -47,115 +77,223 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     const config = yield* AppConfig
     const metrics = yield* Metrics
     const capacity = config.writerBatchSize * 4
+    const timeoutMs = Duration.toMillis(config.dbTimeout)
     const waiting: Array<Pending> = []
+    /** The batch the writer holds, until every click of it is settled. */
+    let inFlight: ReadonlyArray<Pending> = []
     const hasWork = yield* Effect.makeLatch(false)
     const hasRoom = yield* Effect.makeLatch(true)
-    let writing = false
 
     /**
-     * One statement for the whole batch: seven array parameters whatever its size. A click whose request id is
-     * already stored (a duplicate racing in from another page) is skipped by ON CONFLICT instead of failing the
-     * batch; the ids of the rows skipped come back so their callers can be told.
+     * Settles clicks; a listener that throws (a bug of the caller) is logged and does not keep the rest of the
+     * batch from being answered.
      */
-    const insert = (records: ReadonlyArray<ClickRecord>) => {
-      const rows = sql`
-        SELECT page_uuid, seq, x, y, cluster_idx, request_id, to_timestamp(at_ms / 1000.0)
-        FROM unnest(
-          ${records.map((r) => r.page)}::text[], ${records.map((r) => r.seq)}::bigint[],
-          ${records.map((r) => r.x)}::float8[], ${records.map((r) => r.y)}::float8[],
-          ${records.map((r) => r.clusterIdx)}::int[], ${records.map((r) => r.requestId)}::uuid[],
-          ${records.map((r) => r.at)}::float8[]
-        ) AS batch(page_uuid, seq, x, y, cluster_idx, request_id, at_ms)`
-      const columns = sql`clicks (page_uuid, seq, x, y, cluster_idx, request_id, created_at)`
-      if (records.every((r) => r.requestId === null)) {
-        return Effect.as(sql`INSERT INTO ${columns} ${rows}`, new Set<string>())
-      }
-      return sql<{ request_id: string }>`
-        INSERT INTO ${columns} ${rows}
-        ON CONFLICT (request_id) WHERE request_id IS NOT NULL DO NOTHING
-        RETURNING request_id::text AS request_id
-      `.pipe(
-        Effect.map((inserted) => {
-          const stored = new Set(inserted.map((r) => r.request_id))
-          return new Set(
-            records.flatMap((r) => (r.requestId !== null && !stored.has(r.requestId) ? [r.requestId] : [])),
-          )
+    const settle = (clicks: ReadonlyArray<Pending>, outcome: (p: Pending) => CommitError | undefined) =>
+      Effect.suspend(() => {
+        const defects: Array<unknown> = []
+        for (const p of clicks) {
+          if (p.ticket.settled) continue
+          const error = outcome(p)
+          p.incarnation.pending--
+          if (error !== undefined) p.incarnation.failed = true
+          try {
+            p.ticket.settle(error)
+          } catch (defect) {
+            defects.push(defect)
+          }
+        }
+        return defects.length === 0
+          ? Effect.void
+          : Effect.logError("a click's commit listener failed", Cause.die(defects[0]))
+      })
+
+    const fail = (clicks: ReadonlyArray<Pending>, error: StorageUnavailable) => settle(clicks, () => error)
+
+    const array = <A>(clicks: ReadonlyArray<Pending>, f: (r: ClickRecord) => A) =>
+      clicks.map((p) => f(p.record))
+
+    /**
+     * One transaction per batch. The insert skips (ON CONFLICT DO NOTHING) a row whose request id or (page, seq)
+     * is already stored and names it; the later rows of that row's page, computed on a state that counted the
+     * skipped click, are deleted again before the commit. So a batch stores, per page, exactly a prefix of its
+     * clicks, and the skipped rows are returned to be answered.
+     */
+    const insert = (clicks: ReadonlyArray<Pending>) =>
+      sql.withTransaction(
+        Effect.gen(function* () {
+          const skipped = yield* sql<SkippedRow>`
+            WITH batch AS (
+              SELECT * FROM unnest(
+                ${array(clicks, (r) => r.page)}::text[], ${array(clicks, (r) => r.seq)}::bigint[],
+                ${array(clicks, (r) => r.x)}::float8[], ${array(clicks, (r) => r.y)}::float8[],
+                ${array(clicks, (r) => r.clusterIdx)}::int[], ${array(clicks, (r) => r.requestId)}::uuid[],
+                ${array(clicks, (r) => r.at)}::float8[]
+              ) WITH ORDINALITY AS b(page_uuid, seq, x, y, cluster_idx, request_id, at_ms, ord)
+            ), inserted AS (
+              INSERT INTO clicks (page_uuid, seq, x, y, cluster_idx, request_id, created_at)
+              SELECT page_uuid, seq, x, y, cluster_idx, request_id, to_timestamp(at_ms / 1000.0) FROM batch
+              ON CONFLICT DO NOTHING
+              RETURNING page_uuid, seq
+            )
+            SELECT b.ord::int AS ord,
+                   EXISTS (SELECT 1 FROM clicks c WHERE c.page_uuid = b.page_uuid AND c.seq = b.seq) AS seq_taken
+            FROM batch b
+            WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.page_uuid = b.page_uuid AND i.seq = b.seq)
+          `
+          if (skipped.length === 0) return new Map<number, CommitError>()
+          const failures = new Map<number, CommitError>()
+          const firstSkippedSeq = new Map<string, number>()
+          for (const row of skipped) {
+            const p = clicks[row.ord - 1]
+            if (p === undefined) continue
+            const { page, seq, requestId } = p.record
+            failures.set(
+              row.ord - 1,
+              requestId === null || row.seq_taken
+                ? notStored("the page's state was behind the click log (it is reloaded)")
+                : new IdempotencyConflict({
+                    message: `request id ${requestId} was already used for another click`,
+                  }),
+            )
+            firstSkippedSeq.set(page, Math.min(seq, firstSkippedSeq.get(page) ?? seq))
+          }
+          const undone: Array<Pending> = []
+          clicks.forEach((p, i) => {
+            const first = firstSkippedSeq.get(p.record.page)
+            if (first === undefined || p.record.seq <= first) return
+            if (!failures.has(i)) undone.push(p)
+            failures.set(i, notStored("an earlier click of this page was not stored"))
+          })
+          if (undone.length > 0) {
+            yield* sql`
+              DELETE FROM clicks WHERE (page_uuid, seq) IN (
+                SELECT * FROM unnest(${array(undone, (r) => r.page)}::text[], ${array(undone, (r) => r.seq)}::bigint[])
+              )
+            `
+          }
+          return failures
         }),
       )
-    }
 
-    const fail = (batch: ReadonlyArray<Pending>, message: string) =>
-      Effect.sync(() => {
-        for (const p of batch) {
-          p.incarnation.failed = true
-          p.incarnation.pending--
-          p.ticket.settle(new StorageUnavailable({ message }))
+    /**
+     * Prepares a batch: a click whose page already failed, or whose deadline passed while it waited, fails
+     * unwritten; a request id used twice in the batch fails its second use (409), and with it that page's later
+     * clicks of the batch.
+     */
+    const prepare = (taken: ReadonlyArray<Pending>, now: number) => {
+      const live: Array<Pending> = []
+      const dead: Array<[Pending, CommitError]> = []
+      const brokenPages = new Set<string>()
+      const requestIds = new Set<string>()
+      for (const p of taken) {
+        const { page, requestId } = p.record
+        if (p.ticket.settled) continue
+        if (p.incarnation.failed || brokenPages.has(page)) {
+          dead.push([p, notStored("an earlier click of this page was not stored")])
+        } else if (p.deadline <= now) {
+          brokenPages.add(page)
+          dead.push([p, notStored("the click log could not write it in time (DB_TIMEOUT)")])
+        } else if (requestId !== null && requestIds.has(requestId)) {
+          brokenPages.add(page)
+          dead.push([
+            p,
+            new IdempotencyConflict({
+              message: `request id ${requestId} was already used for another click`,
+            }),
+          ])
+        } else {
+          if (requestId !== null) requestIds.add(requestId)
+          live.push(p)
         }
-      })
+      }
+      return { live, dead }
+    }
 
     const writeBatch = (taken: ReadonlyArray<Pending>) =>
       Effect.gen(function* () {
-        const live = taken.filter((p) => !p.incarnation.failed)
-        if (live.length < taken.length) {
-          yield* fail(
-            taken.filter((p) => p.incarnation.failed),
-            "an earlier click of this page was not stored; retry",
+        const start = performance.now()
+        const { live, dead } = prepare(taken, start)
+        if (dead.length > 0) {
+          const reasons = new Map(dead)
+          yield* settle(
+            dead.map(([p]) => p),
+            (p) => reasons.get(p),
           )
         }
         if (live.length === 0) return
-        const start = performance.now()
-        const outcome = yield* insert(live.map((p) => p.record)).pipe(
-          Effect.timeoutFail({
-            duration: config.dbTimeout,
-            onTimeout: () => new StorageUnavailable({ message: "the click log did not commit in time" }),
-          }),
-          Effect.either,
-        )
+        const oldest = Math.min(...live.map((p) => p.deadline))
+        const outcome = yield* insert(live).pipe(withDeadline(Duration.millis(oldest - start)), Effect.either)
         if (outcome._tag === "Left") {
           metrics.databaseErrors.inc({ operation: "click_log_insert" })
           yield* Effect.logWarning("click log batch failed", outcome.left)
-          return yield* fail(live, "the click could not be stored; retry")
+          const error = outcome.left
+          return yield* fail(
+            live,
+            error._tag === "SqlError" && refusedByServer(error)
+              ? notStored("the click log refused the batch")
+              : mayBeStored(
+                  error._tag === "TimeoutException"
+                    ? "the click log did not commit in time (DB_TIMEOUT)"
+                    : "the click log's connection failed",
+                ),
+          )
         }
+        const failures = outcome.right
+        const stored = live.length - failures.size
         metrics.commitDuration.observe(secondsSince(start))
         metrics.batchSize.observe(live.length)
-        metrics.clicksSaved.inc(live.length)
-        const duplicates = outcome.right
-        for (const p of live) {
-          p.incarnation.pending--
-          if (p.record.requestId !== null && duplicates.has(p.record.requestId)) {
-            // Not stored, yet the actor counted it: its page recovers from the database before serving again.
-            p.incarnation.failed = true
-            p.ticket.settle(
-              new IdempotencyConflict({
-                message: `request id ${p.record.requestId} was already used for another click`,
-              }),
-            )
-          } else {
-            p.ticket.settle(undefined)
-          }
-        }
+        metrics.clicksSaved.inc(stored)
+        const byIndex = new Map(live.map((p, i) => [p, failures.get(i)]))
+        yield* settle(live, (p) => byIndex.get(p))
       })
 
-    const flushLoop = Effect.gen(function* () {
+    /** One turn of the writer: waits for work, takes a batch, writes it. */
+    const writeNext = Effect.gen(function* () {
       if (waiting.length === 0) {
         // Closing and awaiting happen in one synchronous step: no append can slip in between.
         hasWork.unsafeClose()
         yield* hasWork.await
       }
-      writing = true
       if (waiting.length < config.writerBatchSize && Duration.toMillis(config.writerLinger) > 0)
         yield* Effect.sleep(config.writerLinger)
-      const batch = waiting.splice(0, config.writerBatchSize)
+      inFlight = waiting.splice(0, config.writerBatchSize)
       if (waiting.length < capacity) hasRoom.unsafeOpen()
-      yield* writeBatch(batch)
-      writing = false
-    }).pipe(Effect.forever)
+      yield* writeBatch(inFlight)
+      inFlight = []
+    })
 
-    yield* Effect.forkScoped(flushLoop)
+    // Supervised: a defect fails the batch the writer held (its outcome is unknown) and the writer goes on.
+    const writer = writeNext.pipe(
+      Effect.catchAllCause((cause) =>
+        Effect.logError("the click log writer failed; its batch is answered 503", cause).pipe(
+          Effect.zipRight(fail(inFlight, mayBeStored("the click log failed unexpectedly"))),
+          Effect.ensuring(Effect.sync(() => (inFlight = []))),
+        ),
+      ),
+      Effect.forever,
+    )
+    yield* Effect.forkScoped(writer)
+
+    /**
+     * The last guard of the deadline: should the writer be stuck by a bug, no caller waits much past DB_TIMEOUT.
+     * A click settled here that is still waiting is skipped by the writer; one in flight may yet commit.
+     */
+    const watchdogEvery = Math.min(1000, Math.max(50, timeoutMs / 4))
+    const watchdog = Effect.suspend(() => {
+      const late = performance.now() - watchdogEvery
+      const overdue = [...inFlight, ...waiting].filter((p) => !p.ticket.settled && p.deadline < late)
+      return overdue.length === 0
+        ? Effect.void
+        : Effect.logError(`${overdue.length} clicks overdue in the click log; answered 503`).pipe(
+            Effect.zipRight(fail(overdue, mayBeStored("the click log did not answer in time"))),
+          )
+    })
+    yield* Effect.forkScoped(Effect.repeat(watchdog, Schedule.spaced(Duration.millis(watchdogEvery))))
+
     // On shutdown, let the writer commit what it holds before the pool closes.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
-        while (writing || waiting.length > 0) yield* Effect.sleep("2 millis")
+        while (inFlight.length > 0 || waiting.length > 0) yield* Effect.sleep("2 millis")
       }).pipe(Effect.timeout(config.shutdownTimeout), Effect.ignore),
     )
 
@@ -163,7 +301,7 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     const append = (record: ClickRecord, incarnation: Incarnation): CommitTicket => {
       const ticket = new CommitTicket()
       incarnation.pending++
-      waiting.push({ record, incarnation, ticket })
+      waiting.push({ record, incarnation, ticket, deadline: performance.now() + timeoutMs })
       hasWork.unsafeOpen()
       if (waiting.length >= capacity) hasRoom.unsafeClose()
       return ticket

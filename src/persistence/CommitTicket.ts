@@ -42,8 +42,20 @@ export class CommitTicket {
     const listeners = this.listeners
     this.listeners = undefined
     if (listeners === undefined) return
-    if (typeof listeners === "function") listeners(error)
-    else for (const listener of listeners) listener(error)
+    if (typeof listeners === "function") {
+      listeners(error)
+      return
+    }
+    // Every listener hears the outcome, even when one of them throws; the first throw is rethrown afterwards.
+    let thrown: { readonly defect: unknown } | undefined
+    for (const listener of listeners) {
+      try {
+        listener(error)
+      } catch (defect) {
+        thrown ??= { defect }
+      }
+    }
+    if (thrown !== undefined) throw thrown.defect
   }
 
   /** Succeeds once the click is committed; fails with the reason it was not. */

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 import { AppConfig } from "../Config.ts"
+import { withDeadline } from "./DatabaseDeadline.ts"
 import { latestMigration } from "./Sql.ts"
 
 /** Whether the database can serve the service now: reachable, and migrated to the schema this build expects. */
@@ -11,11 +12,12 @@ export class Readiness extends Effect.Service<Readiness>()("persistence/Readines
     return {
       /** Succeeds when ready; fails with the reason otherwise. */
       check: sql<{ id: number | null }>`SELECT max(migration_id)::int AS id FROM effect_sql_migrations`.pipe(
-        Effect.timeoutFail({
-          duration: config.dbTimeout,
-          onTimeout: () => "the database did not answer in time",
-        }),
-        Effect.mapError((e) => (typeof e === "string" ? e : `the database is unreachable: ${e.message}`)),
+        withDeadline(config.dbTimeout),
+        Effect.mapError((e) =>
+          e._tag === "TimeoutException"
+            ? "the database did not answer in time (DB_TIMEOUT)"
+            : `the database is unreachable: ${e.message}`,
+        ),
         Effect.flatMap(([row]) =>
           (row?.id ?? 0) >= latestMigration
             ? Effect.void

@@ -1,0 +1,163 @@
+import { randomUUID } from "node:crypto"
+import { SqlClient } from "@effect/sql"
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Layer, ManagedRuntime } from "effect"
+import { Metrics } from "../../src/Metrics.ts"
+import { ClickLog, type ClickRecord, Incarnation } from "../../src/persistence/ClickLog.ts"
+import type { CommitTicket } from "../../src/persistence/CommitTicket.ts"
+import { storageLayer } from "../support/StorageLayer.ts"
+import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+
+const click = (page: string, seq: number, requestId: string | null = null, x = 0.5): ClickRecord => ({
+  page,
+  seq,
+  x,
+  y: 0.5,
+  clusterIdx: 0,
+  at: Date.now(),
+  requestId,
+})
+
+/** How a ticket settled: "ok", or the error's tag. */
+const outcome = (ticket: CommitTicket) =>
+  ticket.await.pipe(
+    Effect.either,
+    Effect.map((e) => (Either.isRight(e) ? "ok" : e.left._tag)),
+  )
+
+describe.each(storageModes())("ClickLog writer, $name storage", ({ make }) => {
+  let storage: StorageMode
+  let runtime: ManagedRuntime.ManagedRuntime<ClickLog | SqlClient.SqlClient, unknown>
+
+  beforeAll(async () => {
+    storage = await make()
+    const env = { ...storage.env, LOG_LEVEL: "error", WRITER_LINGER: "0 millis" }
+    runtime = ManagedRuntime.make(
+      ClickLog.Default.pipe(
+        Layer.provideMerge(storageLayer({ ...storage, env })),
+        Layer.provide(Metrics.Default),
+      ),
+    )
+  })
+  afterAll(async () => {
+    await runtime?.dispose()
+    await storage?.dispose()
+  })
+
+  const run = <A, E>(effect: Effect.Effect<A, E, ClickLog | SqlClient.SqlClient>) =>
+    runtime.runPromise(effect)
+
+  /** Appends in one synchronous step, so every click lands in the same batch. */
+  const appendAll = (records: ReadonlyArray<readonly [ClickRecord, Incarnation]>) =>
+    Effect.map(ClickLog, (log) => records.map(([r, i]) => log.append(r, i)))
+
+  const stored = (page: string) =>
+    Effect.flatMap(
+      SqlClient.SqlClient,
+      (sql) =>
+        sql<{
+          seq: number
+          x: number
+        }>`SELECT seq::int AS seq, x FROM clicks WHERE page_uuid = ${page} ORDER BY seq`,
+    )
+
+  it("one request id on two pages in one batch: the first is stored, the second answers 409, and its page's later clicks are not stored", async () => {
+    const [a, b] = [`a-${randomUUID()}`, `b-${randomUUID()}`]
+    const shared = randomUUID()
+    const [ia, ib] = [new Incarnation(), new Incarnation()]
+    const result = await run(
+      Effect.gen(function* () {
+        const tickets = yield* appendAll([
+          [click(a, 1, shared), ia],
+          [click(b, 1, shared), ib],
+          [click(b, 2), ib],
+          [click(a, 2), ia],
+        ])
+        const answers = yield* Effect.forEach(tickets, outcome)
+        return { answers, a: yield* stored(a), b: yield* stored(b) }
+      }),
+    )
+    expect(result.answers).toEqual(["ok", "IdempotencyConflict", "StorageUnavailable", "ok"])
+    expect(result.a.map((r) => r.seq)).toEqual([1, 2])
+    expect(result.b).toEqual([])
+    expect([ia.failed, ib.failed]).toEqual([false, true])
+    expect([ia.pending, ib.pending]).toEqual([0, 0])
+  })
+
+  it("a request id already stored: the click answers 409 and no later click of its page in the batch is stored one seq too high", async () => {
+    const [a, b, c] = [`a-${randomUUID()}`, `b-${randomUUID()}`, `c-${randomUUID()}`]
+    const key = randomUUID()
+    const result = await run(
+      Effect.gen(function* () {
+        const [first] = yield* appendAll([[click(a, 1, key), new Incarnation()]])
+        if (first !== undefined) yield* first.await
+        const ib = new Incarnation()
+        const tickets = yield* appendAll([
+          [click(b, 1), ib],
+          [click(b, 2, key), ib],
+          [click(b, 3), ib],
+          [click(c, 1), new Incarnation()],
+          [click(b, 4), ib],
+        ])
+        const answers = yield* Effect.forEach(tickets, outcome)
+        return { answers, b: yield* stored(b), c: yield* stored(c) }
+      }),
+    )
+    expect(result.answers).toEqual([
+      "ok",
+      "IdempotencyConflict",
+      "StorageUnavailable",
+      "ok",
+      "StorageUnavailable",
+    ])
+    expect(result.b.map((r) => r.seq)).toEqual([1])
+    expect(result.c.map((r) => r.seq)).toEqual([1])
+  })
+
+  it("a stale page state (its seq already stored) fails only that page's clicks, not the other pages of the batch", async () => {
+    const [a, c] = [`a-${randomUUID()}`, `c-${randomUUID()}`]
+    const result = await run(
+      Effect.gen(function* () {
+        const [first] = yield* appendAll([[click(a, 1, null, 0.1), new Incarnation()]])
+        if (first !== undefined) yield* first.await
+        // A second owner of page a that never saw click 1 (an unknown outcome that committed late).
+        const stale = new Incarnation()
+        const tickets = yield* appendAll([
+          [click(a, 1, null, 0.9), stale],
+          [click(c, 1), new Incarnation()],
+          [click(a, 2, null, 0.9), stale],
+        ])
+        const answers = yield* Effect.forEach(tickets, outcome)
+        return { answers, a: yield* stored(a), c: yield* stored(c), failed: stale.failed }
+      }),
+    )
+    expect(result.answers).toEqual(["StorageUnavailable", "ok", "StorageUnavailable"])
+    expect(result.a).toEqual([{ seq: 1, x: 0.1 }])
+    expect(result.c.map((r) => r.seq)).toEqual([1])
+    expect(result.failed).toBe(true)
+  })
+
+  it("a commit listener that throws does not keep the rest of its batch, nor later clicks, from being answered", async () => {
+    const page = `p-${randomUUID()}`
+    const result = await run(
+      Effect.gen(function* () {
+        const incarnation = new Incarnation()
+        const tickets = yield* appendAll([
+          [click(page, 1), incarnation],
+          [click(page, 2), incarnation],
+        ])
+        tickets[0]?.onSettled(() => {
+          throw new Error("a buggy listener")
+        })
+        const answers = yield* Effect.forEach(tickets, outcome).pipe(Effect.timeout("20 seconds"))
+        const [later] = yield* appendAll([[click(page, 3), incarnation]])
+        const laterAnswer =
+          later === undefined ? "none" : yield* outcome(later).pipe(Effect.timeout("20 seconds"))
+        return { answers, laterAnswer, rows: yield* stored(page) }
+      }),
+    )
+    expect(result.answers).toEqual(["ok", "ok"])
+    expect(result.laterAnswer).toBe("ok")
+    expect(result.rows.map((r) => r.seq)).toEqual([1, 2, 3])
+  })
+})
