@@ -4,9 +4,9 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import cliProgress from "cli-progress"
 import { Cause, Chunk, Console, Data, Effect, Layer, Option, Stream } from "effect"
 import { AppConfig } from "../Config.ts"
+import { ClusterExport } from "../persistence/ClusterExport.ts"
 import { EmbeddedPostgresError } from "../persistence/EmbeddedPostgres.ts"
 import { ExportFormat, type ExportRow, encodeRows } from "../persistence/ExportFormat.ts"
-import { SnapshotExport } from "../persistence/SnapshotExport.ts"
 import { SqlLive } from "../persistence/Sql.ts"
 
 const embeddedCaveat =
@@ -113,17 +113,17 @@ const makeProgress = (totalPages: number) =>
 
 const command = Command.make("export", { format, out, page }, (options) =>
   Effect.gen(function* () {
-    const snapshots = yield* SnapshotExport
+    const clusters = yield* ClusterExport
     const fs = yield* FileSystem.FileSystem
     const filter = { page: Option.getOrUndefined(options.page) }
     const started = Date.now()
-    const totalPages = yield* snapshots.countPages(filter)
+    const totalPages = yield* clusters.countPages(filter)
     // Written beside the target and renamed at the end, so a failed export never leaves a file that looks whole.
     const partial = `${options.out}.partial`
     const { pages, rows } = yield* Effect.scoped(
       Effect.gen(function* () {
         const progress = yield* makeProgress(totalPages)
-        const source = yield* snapshots.rows(filter)
+        const source = yield* clusters.rows(filter)
         yield* source.pipe(
           Stream.mapChunksEffect((chunk) => Effect.as(progress.advance(chunk), chunk)),
           encodeRows(options.format),
@@ -138,11 +138,12 @@ const command = Command.make("export", { format, out, page }, (options) =>
   }),
 ).pipe(
   Command.withDescription(
-    "Writes one row per cluster of every page's latest snapshot (page_uuid, cluster_idx, centroid_x, " +
-      "centroid_y, click_count, first_click_at, last_click_at, snapshot_seq), the same rows as GET " +
-      `/snapshots/export, straight from the database at DATABASE_URL. ${embeddedCaveat}`,
+    "Writes one row per cluster of every page as of now (page_uuid, cluster_idx, centroid_x, centroid_y, " +
+      "click_count, first_click_at, last_click_at, seq: the page's last click included), rebuilt from each " +
+      "page's latest snapshot and its clicks after it: the same rows as GET /snapshots/export, straight from " +
+      `the database at DATABASE_URL. ${embeddedCaveat}`,
   ),
-  Command.provide(SnapshotExport.Default.pipe(Layer.provide(StorageLive), Layer.provide(AppConfig.Default))),
+  Command.provide(ClusterExport.Default.pipe(Layer.provide(StorageLive), Layer.provide(AppConfig.Default))),
 )
 
 const cli = Command.run(command, { name: "export", version: "0.1.0" })

@@ -3,29 +3,29 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect, Layer, Stream } from "effect"
 import { storageUnavailable } from "../actors/StorageFailure.ts"
 import { AppConfig } from "../Config.ts"
+import { ClusterExport } from "../persistence/ClusterExport.ts"
 import { contentType, encodeRows } from "../persistence/ExportFormat.ts"
-import { SnapshotExport } from "../persistence/SnapshotExport.ts"
 import { AdminAuthLive } from "./AdminAuthLive.ts"
 import { Api } from "./Api.ts"
 
-/** The admin endpoints: the snapshot export, streamed as it is read. */
+/** The admin endpoints: the cluster export, streamed as it is read. */
 export const ExportHttpLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
   Effect.gen(function* () {
-    const snapshots = yield* SnapshotExport
+    const clusters = yield* ClusterExport
     const config = yield* AppConfig
 
     return handlers.handle("exportSnapshots", ({ urlParams, request }) =>
       Effect.gen(function* () {
-        const rows = yield* snapshots
+        const rows = yield* clusters
           .rows({ page: urlParams.page_uuid })
-          .pipe(Effect.timeout(config.dbTimeout), Effect.catchAll(storageUnavailable("reading snapshots")))
+          .pipe(Effect.timeout(config.dbTimeout), Effect.catchAll(storageUnavailable("reading the clusters")))
         const body = rows.pipe(
           encodeRows(urlParams.format),
           // The status line is gone by now: a read that fails mid-export can only cut the connection, so the
           // client sees an incomplete response instead of a well-terminated, silently truncated file.
           Stream.catchAllCause((cause) =>
             Stream.execute(
-              Effect.logWarning("snapshot export aborted", cause).pipe(
+              Effect.logWarning("cluster export aborted", cause).pipe(
                 Effect.zipRight(Effect.sync(() => NodeHttpServerRequest.toServerResponse(request).destroy())),
               ),
             ),
@@ -38,4 +38,4 @@ export const ExportHttpLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
       }),
     )
   }),
-).pipe(Layer.provide([SnapshotExport.Default, AdminAuthLive]))
+).pipe(Layer.provide([ClusterExport.Default, AdminAuthLive]))

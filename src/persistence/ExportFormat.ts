@@ -1,12 +1,12 @@
 import { stringify } from "csv-stringify/sync"
 import { Chunk, Schema, Stream } from "effect"
 
-/** The file formats of a snapshot export. */
+/** The file formats of a cluster export. */
 export const ExportFormat = Schema.Literal("ndjson", "csv")
 export type ExportFormat = typeof ExportFormat.Type
 
 /**
- * One cluster of one page's latest snapshot, as analysts receive it. The field order is the CSV column order and
+ * One cluster of one page as of the export, as analysts receive it. The field order is the CSV column order and
  * the key order of every NDJSON object, so both formats read the same.
  */
 export interface ExportRow {
@@ -19,8 +19,8 @@ export interface ExportRow {
   readonly first_click_at: string
   /** ISO-8601, UTC. */
   readonly last_click_at: string
-  /** The last click the snapshot covers: clicks after it are not in these numbers yet. */
-  readonly snapshot_seq: number
+  /** The page's last click these numbers include (clicks are numbered 1, 2, … per page). */
+  readonly seq: number
 }
 
 export const exportColumns: ReadonlyArray<keyof ExportRow> = [
@@ -31,7 +31,7 @@ export const exportColumns: ReadonlyArray<keyof ExportRow> = [
   "click_count",
   "first_click_at",
   "last_click_at",
-  "snapshot_seq",
+  "seq",
 ]
 
 export const contentType: Record<ExportFormat, string> = {

@@ -32,6 +32,12 @@ export interface PageSnapshot {
   readonly clusters: PageClustersSnapshot
 }
 
+/** A stored `clusters` document (as text) read back; fails with a ParseError for one this store did not write. */
+export const decodeSnapshot = (seq: number, document: string) =>
+  decodeDocument(document).pipe(
+    Effect.map(({ format: _format, radius, ...clusters }): PageSnapshot => ({ seq, radius, clusters })),
+  )
+
 /** Per-page snapshots: the latest state of a page and the last click it covers. */
 export class SnapshotStore extends Effect.Service<SnapshotStore>()("persistence/SnapshotStore", {
   effect: Effect.gen(function* () {
@@ -45,10 +51,8 @@ export class SnapshotStore extends Effect.Service<SnapshotStore>()("persistence/
           `
           const row = rows[0]
           if (row === undefined) return Option.none<PageSnapshot>()
-          return yield* decodeDocument(row.clusters).pipe(
-            Effect.map(({ format: _format, radius, ...clusters }) =>
-              Option.some<PageSnapshot>({ seq: Number(row.seq), radius, clusters }),
-            ),
+          return yield* decodeSnapshot(Number(row.seq), row.clusters).pipe(
+            Effect.map(Option.some),
             Effect.catchTag("ParseError", (error) =>
               Effect.logWarning("unreadable snapshot ignored; the page is rebuilt from its clicks").pipe(
                 Effect.annotateLogs({ page, error: error.message }),

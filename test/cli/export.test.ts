@@ -30,8 +30,7 @@ const runExport = (env: Record<string, string>, args: ReadonlyArray<string>) =>
     child.once("exit", (code) => resolve({ code, stderr }))
   })
 
-const header =
-  "page_uuid,cluster_idx,centroid_x,centroid_y,click_count,first_click_at,last_click_at,snapshot_seq"
+const header = "page_uuid,cluster_idx,centroid_x,centroid_y,click_count,first_click_at,last_click_at,seq"
 const rowsOfA = [
   "page-a,0,0.25,0.5,2,2026-11-25T12:00:00.000Z,2026-11-25T12:00:01.000Z,3",
   "page-a,1,0.75,0.125,1,2026-11-25T12:00:02.000Z,2026-11-25T12:00:02.000Z,3",
@@ -106,7 +105,7 @@ describe.each(storageModes())("npm run export, $name storage", ({ name, make }) 
         click_count: 4,
         first_click_at: "2026-11-25T12:00:00.000Z",
         last_click_at: "2026-11-25T12:00:09.000Z",
-        snapshot_seq: 4,
+        seq: 4,
       },
     ])
   })

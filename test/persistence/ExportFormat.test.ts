@@ -16,7 +16,7 @@ const row = (page: string, clusterIdx: number): ExportRow => ({
   click_count: 3,
   first_click_at: "2026-11-25T12:00:00.000Z",
   last_click_at: "2026-11-25T12:00:05.000Z",
-  snapshot_seq: 7,
+  seq: 7,
 })
 
 const rows = [row("a", 0), row('b,"quoted"\nline', 0), row("b", 1)]
@@ -57,7 +57,7 @@ describe("ExportFormat", () => {
           centroid_x: Number(r.centroid_x),
           centroid_y: Number(r.centroid_y),
           click_count: Number(r.click_count),
-          snapshot_seq: Number(r.snapshot_seq),
+          seq: Number(r.seq),
         })),
       ).toEqual(rows)
       // An export with no rows is still a CSV file with its header.

@@ -1,0 +1,270 @@
+import { SqlClient, type Statement } from "@effect/sql"
+import { Chunk, Effect, Option, Stream } from "effect"
+import { AppConfig } from "../Config.ts"
+import { PageReplay, type ReplayedClick } from "../domain/PageReplay.ts"
+import type { ExportRow } from "./ExportFormat.ts"
+import { decodeSnapshot } from "./SnapshotStore.ts"
+
+/** What to export: every page, or only one. */
+export interface ExportFilter {
+  readonly page?: string | undefined
+}
+
+/** How much one query reads: pages per chunk, and stored clicks per replay query. For tests; defaults below. */
+export interface ExportChunking {
+  readonly pagesPerQuery?: number | undefined
+  readonly clicksPerQuery?: number | undefined
+}
+
+/**
+ * Each query holds a pooled connection, so it must stay short. The embedded database is worse off: it has one
+ * connection, which the click writer needs too, and it runs queries on the process's only thread, so the whole
+ * server waits while a query runs. Smaller reads there keep saves answering during an export, at the cost of
+ * more queries. Memory is bounded by one chunk: its pages' clusters and one query's clicks.
+ */
+const CHUNKING = {
+  postgres: { pagesPerQuery: 100, clicksPerQuery: 20_000 },
+  embedded: { pagesPerQuery: 20, clicksPerQuery: 5_000 },
+} as const
+
+/** A page of a chunk: its latest snapshot, if any, and its last stored click (null: none). */
+interface PageRow {
+  readonly page_uuid: string
+  readonly snapshot_seq: number | null
+  readonly snapshot: string | null
+  readonly last_seq: number | null
+}
+
+/** Clicks of a page with `after < seq <= upto`: one slice of a page's replay. */
+interface ClickRange {
+  readonly page: string
+  readonly after: number
+  readonly upto: number
+}
+
+const toReplayedClick = (row: ReadonlyArray<unknown>): readonly [string, ReplayedClick] => [
+  String(row[0]),
+  [Number(row[1]), Number(row[2]), Number(row[3]), Number(row[4]), Number(row[5])],
+]
+
+/**
+ * Splits the clicks to replay into queries of at most `perQuery` clicks (a page's seqs are distinct integers, so
+ * a range (after, upto] holds at most upto - after of them): small pages share a query, a large one is cut into
+ * slices, each in seq order after the one before.
+ */
+const planQueries = (ranges: ReadonlyArray<ClickRange>, perQuery: number) => {
+  const queries: Array<Array<ClickRange>> = []
+  let current: Array<ClickRange> = []
+  let size = 0
+  for (const range of ranges) {
+    for (let after = range.after; after < range.upto; after += perQuery) {
+      const slice = { page: range.page, after, upto: Math.min(range.upto, after + perQuery) }
+      const n = slice.upto - slice.after
+      if (size + n > perQuery && current.length > 0) {
+        queries.push(current)
+        current = []
+        size = 0
+      }
+      current.push(slice)
+      size += n
+    }
+  }
+  if (current.length > 0) queries.push(current)
+  return queries
+}
+
+const toExportRows = (page: string, replay: PageReplay): ReadonlyArray<ExportRow> =>
+  Array.from({ length: replay.clusters.size }, (_, i) => {
+    const cluster = replay.clusters.summary(i)
+    return {
+      page_uuid: page,
+      cluster_idx: i,
+      centroid_x: cluster.centroidX,
+      centroid_y: cluster.centroidY,
+      click_count: cluster.count,
+      first_click_at: new Date(cluster.firstAt).toISOString(),
+      last_click_at: new Date(cluster.lastAt).toISOString(),
+      seq: replay.seq,
+    }
+  })
+
+/**
+ * Every page's clusters as of the export, for offline analysis: per page, its latest snapshot (when taken with
+ * the configured radius) and then the clicks stored after it, replayed through the domain exactly as page
+ * recovery does (PageReplay). So every click committed before the export began is in it, snapshot or not.
+ *
+ * Pages are read in keyset-paginated chunks (a few short queries each) instead of a cursor or a transaction: the
+ * embedded database has a single pooled connection that the click writer needs too, so an export must never
+ * hold it for its whole run. Each chunk reads its pages at its own moment, so an export is not one consistent
+ * cut of the tables: a page may include clicks committed after the export began (its row's `seq` says which).
+ */
+export class ClusterExport extends Effect.Service<ClusterExport>()("persistence/ClusterExport", {
+  effect: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const config = yield* AppConfig
+    const radius = config.clusterRadius
+    const defaults = Option.isSome(config.databaseUrl) ? CHUNKING.postgres : CHUNKING.embedded
+
+    /**
+     * Distinct pages of the clicks table after a cursor, by a skip scan over its primary key (page_uuid, seq):
+     * one index probe per page, where DISTINCT would read every click of every page. Evaluated lazily, so a
+     * LIMIT outside stops it early.
+     */
+    const clickPages = (after: Option.Option<string>) => sql`
+      WITH RECURSIVE click_pages(page_uuid) AS (
+        (SELECT page_uuid FROM clicks
+         WHERE ${Option.match(after, { onNone: () => sql`true`, onSome: (last) => sql`page_uuid > ${last}` })}
+         ORDER BY page_uuid LIMIT 1)
+        UNION ALL
+        SELECT (SELECT c.page_uuid FROM clicks c WHERE c.page_uuid > p.page_uuid ORDER BY c.page_uuid LIMIT 1)
+        FROM click_pages p WHERE p.page_uuid IS NOT NULL
+      )`
+
+    /** The next `limit` pages that have clicks or a snapshot, with what replay needs of each. */
+    const readPages = (filter: ExportFilter, limit: number, after: Option.Option<string>) => {
+      const afterCondition = (column: Statement.Fragment) =>
+        Option.match(after, { onNone: () => sql`true`, onSome: (last) => sql`${column} > ${last}` })
+      const pages =
+        filter.page === undefined
+          ? sql`${clickPages(after)}, pages AS (
+              (SELECT page_uuid FROM click_pages WHERE page_uuid IS NOT NULL LIMIT ${limit})
+              UNION
+              (SELECT page_uuid FROM page_snapshots WHERE ${afterCondition(sql`page_uuid`)}
+               ORDER BY page_uuid LIMIT ${limit})
+              ORDER BY page_uuid LIMIT ${limit}
+            )`
+          : sql`WITH pages AS (
+              SELECT v.page_uuid FROM (VALUES (${filter.page}::text)) AS v(page_uuid)
+              WHERE ${afterCondition(sql`v.page_uuid`)} AND (
+                EXISTS (SELECT 1 FROM clicks c WHERE c.page_uuid = v.page_uuid)
+                OR EXISTS (SELECT 1 FROM page_snapshots s WHERE s.page_uuid = v.page_uuid)
+              )
+            )`
+      return sql<PageRow>`
+        ${pages}
+        SELECT
+          p.page_uuid,
+          s.seq::float8 AS snapshot_seq,
+          s.clusters::text AS snapshot,
+          (SELECT max(c.seq) FROM clicks c WHERE c.page_uuid = p.page_uuid)::float8 AS last_seq
+        FROM pages p LEFT JOIN page_snapshots s ON s.page_uuid = p.page_uuid
+        ORDER BY p.page_uuid
+      `.pipe(Effect.withSpan("ClusterExport.readPages"))
+    }
+
+    /** The clicks of some pages' ranges, each page's in seq order, as [page, click]. */
+    const readClicks = (ranges: ReadonlyArray<ClickRange>) =>
+      sql`
+        SELECT c.page_uuid, c.x, c.y, c.cluster_idx,
+               extract(epoch FROM c.created_at)::float8 * 1000, c.seq::float8
+        FROM unnest(
+          ${ranges.map((r) => r.page)}::text[], ${ranges.map((r) => r.after)}::bigint[],
+          ${ranges.map((r) => r.upto)}::bigint[]
+        ) AS w(page_uuid, after_seq, upto_seq)
+        JOIN clicks c ON c.page_uuid = w.page_uuid AND c.seq > w.after_seq AND c.seq <= w.upto_seq
+        ORDER BY c.page_uuid, c.seq
+      `.values.pipe(
+        Effect.map((rows) => rows.map(toReplayedClick)),
+        Effect.withSpan("ClusterExport.readClicks"),
+      )
+
+    /** The page's snapshot when it can be read; one that cannot is skipped, as page recovery does. */
+    const snapshotOf = (row: PageRow) =>
+      row.snapshot === null || row.snapshot_seq === null
+        ? Effect.succeed(undefined)
+        : decodeSnapshot(row.snapshot_seq, row.snapshot).pipe(
+            Effect.catchTag("ParseError", (error) =>
+              Effect.logWarning("unreadable snapshot ignored; the page is rebuilt from its clicks").pipe(
+                Effect.annotateLogs({ page: row.page_uuid, error: error.message }),
+                Effect.as(undefined),
+              ),
+            ),
+          )
+
+    /**
+     * The rows of up to `pagesPerQuery` pages after `after`, in (page_uuid, cluster_idx) order, and the cursor
+     * to continue from when there may be more. Each page's clicks are read up to its last click as the chunk's
+     * first query saw it, so a page busy with saves does not make the chunk read without end.
+     */
+    const readChunk = (
+      filter: ExportFilter,
+      chunking: { readonly pagesPerQuery: number; readonly clicksPerQuery: number },
+      after: Option.Option<string>,
+    ) =>
+      Effect.gen(function* () {
+        const pages = yield* readPages(filter, chunking.pagesPerQuery, after)
+        const replays = new Map<string, PageReplay>()
+        const ranges: Array<ClickRange> = []
+        for (const row of pages) {
+          const replay = new PageReplay(radius, yield* snapshotOf(row))
+          replays.set(row.page_uuid, replay)
+          if (row.last_seq !== null && row.last_seq > replay.seq)
+            ranges.push({ page: row.page_uuid, after: replay.seq, upto: row.last_seq })
+        }
+        for (const query of planQueries(ranges, chunking.clicksPerQuery)) {
+          const clicks = yield* readClicks(query)
+          for (const [page, click] of clicks) replays.get(page)?.apply([click])
+        }
+        const out = pages.flatMap((row) => {
+          const replay = replays.get(row.page_uuid)
+          return replay === undefined ? [] : toExportRows(row.page_uuid, replay)
+        })
+        const last = pages.at(-1)
+        const next =
+          pages.length === chunking.pagesPerQuery && last !== undefined
+            ? Option.some(last.page_uuid)
+            : Option.none<string>()
+        return [Chunk.unsafeFromArray(out), next] as const
+      }).pipe(Effect.withSpan("ClusterExport.readChunk"))
+
+    return {
+      /** How many pages have clicks or a snapshot (the export's unit of progress). */
+      countPages: (filter: ExportFilter) =>
+        (filter.page === undefined
+          ? sql<{ pages: number }>`
+              ${clickPages(Option.none())}
+              SELECT count(*)::float8 AS pages FROM (
+                SELECT page_uuid FROM click_pages WHERE page_uuid IS NOT NULL
+                UNION
+                SELECT page_uuid FROM page_snapshots
+              ) AS p
+            `
+          : sql<{ pages: number }>`
+              SELECT (
+                EXISTS (SELECT 1 FROM clicks WHERE page_uuid = ${filter.page})
+                OR EXISTS (SELECT 1 FROM page_snapshots WHERE page_uuid = ${filter.page})
+              )::int::float8 AS pages
+            `
+        ).pipe(
+          Effect.map((rows) => rows[0]?.pages ?? 0),
+          Effect.withSpan("ClusterExport.countPages"),
+        ),
+
+      /**
+       * The rows of every selected page, in (page_uuid, cluster_idx) order. The first chunk is read by the
+       * returned effect, so a database that cannot be read fails here, before anything is written; the rest is
+       * read as the stream is pulled, one chunk at a time (a slow consumer slows the reads, memory stays bounded
+       * by one chunk). A failure after the first chunk fails the stream.
+       */
+      rows: (filter: ExportFilter, chunking: ExportChunking = {}) => {
+        const sizes = {
+          pagesPerQuery: chunking.pagesPerQuery ?? defaults.pagesPerQuery,
+          clicksPerQuery: chunking.clicksPerQuery ?? defaults.clicksPerQuery,
+        }
+        return readChunk(filter, sizes, Option.none()).pipe(
+          Effect.map(([first, next]) =>
+            Stream.concat(
+              Stream.fromChunk(first),
+              Option.match(next, {
+                onNone: () => Stream.empty,
+                onSome: (cursor) =>
+                  Stream.paginateChunkEffect(cursor, (last) => readChunk(filter, sizes, Option.some(last))),
+              }),
+            ),
+          ),
+          Effect.withSpan("ClusterExport.rows"),
+        )
+      },
+    }
+  }),
+}) {}
