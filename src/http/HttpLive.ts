@@ -1,14 +1,24 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
-import { HttpApiBuilder, HttpApiSwagger, HttpMiddleware, HttpServer, HttpServerError } from "@effect/platform"
+import {
+  HttpApiBuilder,
+  HttpApiSwagger,
+  HttpMiddleware,
+  HttpRouter,
+  HttpServer,
+  HttpServerError,
+} from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Layer, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Api } from "./Api.ts"
+import { notServing } from "./ConnectionErrors.ts"
+import { cacheableDocs } from "./DocsCache.ts"
 import { ErrorResponsesLive } from "./ErrorResponses.ts"
 import { ExportHttpLive } from "./ExportHttp.ts"
 import { OpsHttpLive } from "./OpsHttp.ts"
 import { PagesHttpLive } from "./PagesHttp.ts"
 import { observeRequests } from "./RequestObservability.ts"
+import { answerClosing, ServerConnections } from "./ServerConnections.ts"
 import { TrackerFastLane } from "./TrackerFastLane.ts"
 import { TrackerHttpLive } from "./TrackerHttp.ts"
 
@@ -19,16 +29,52 @@ export const ApiLive = HttpApiBuilder.api(Api).pipe(
 
 /**
  * The Node server, with the trackers' fast lane in front of the Effect app: each request goes to the lane first and
- * to the HttpApi when the lane leaves it. Closing waits for every open connection, so on shutdown idle keep-alive
- * connections are closed at once and any still open after SHUTDOWN_TIMEOUT are cut: no client can hold the
- * process open.
+ * to the HttpApi when the lane leaves it. Node's timeouts come from the configuration, and what Node would answer
+ * itself (unparseable requests, timeouts) is answered with JSON (ServerConnections).
+ *
+ * Shutdown drains: the serving scope closes first (before the page actors, the writer and the pool), stops
+ * listening, finishes what is in flight, answers what still arrives 503 with `connection: close`, and returns as
+ * soon as the last connection is closed; connections still open after SHUTDOWN_TIMEOUT are cut (and logged).
  */
 const NodeServerLive = Layer.scoped(
   HttpServer.HttpServer,
   Effect.gen(function* () {
     const config = yield* AppConfig
     const fastLane = yield* TrackerFastLane
-    const server = createServer()
+    const timeouts = config.httpTimeouts
+    const headersTimeout = Duration.toMillis(timeouts.headers)
+    const server = createServer({
+      headersTimeout,
+      requestTimeout: Duration.toMillis(timeouts.request),
+      keepAliveTimeout: Duration.toMillis(timeouts.keepAlive),
+      // How often Node looks for requests past their timeouts (its default, 30 s, would overshoot short ones).
+      connectionsCheckingInterval: Math.min(1000, headersTimeout),
+      // A request without Host is refused by ServerConnections, with a JSON body (Node's own 400 has none).
+      requireHostHeader: false,
+    })
+    const connections = new ServerConnections(server)
+    let app: ((request: IncomingMessage, response: ServerResponse) => void) | undefined
+    server.on("request", (request: IncomingMessage, response: ServerResponse) => {
+      if (!connections.admit(request, response)) return
+      if (app !== undefined) app(request, response)
+      else answerClosing(response, notServing())
+    })
+
+    /** Stops listening and waits for the connections to finish; cuts them after SHUTDOWN_TIMEOUT. */
+    const drain = Effect.async<void>((resume) => connections.drain(() => resume(Effect.void))).pipe(
+      Effect.timeoutOption(config.shutdownTimeout),
+      Effect.flatMap(
+        Option.match({
+          onSome: () => Effect.void,
+          onNone: () =>
+            Effect.logWarning("shutdown: connections cut after SHUTDOWN_TIMEOUT").pipe(
+              Effect.annotateLogs({ connections: connections.cutAll() }),
+              Effect.zipRight(Effect.async<void>((resume) => connections.drain(() => resume(Effect.void)))),
+            ),
+        }),
+      ),
+    )
+
     yield* Effect.acquireRelease(
       Effect.async<void, HttpServerError.ServeError>((resume) => {
         const onError = (cause: Error) => resume(Effect.fail(new HttpServerError.ServeError({ cause })))
@@ -38,12 +84,7 @@ const NodeServerLive = Layer.scoped(
           resume(Effect.void)
         })
       }),
-      () =>
-        Effect.async<void>((resume) => {
-          server.close(() => resume(Effect.void))
-          server.closeIdleConnections()
-          setTimeout(() => server.closeAllConnections(), Duration.toMillis(config.shutdownTimeout)).unref()
-        }),
+      () => drain,
     )
     const address = server.address()
     return HttpServer.make({
@@ -55,18 +96,26 @@ const NodeServerLive = Layer.scoped(
               port: address.port,
             }
           : { _tag: "UnixAddress", path: String(address) },
-      serve: (app, middleware) =>
+      serve: (httpApp, middleware) =>
         Effect.gen(function* () {
           const effectApp = yield* middleware === undefined
-            ? NodeHttpServer.makeHandler(app)
-            : NodeHttpServer.makeHandler(app, middleware)
-          const listener = config.httpFastLane
-            ? (request: IncomingMessage, response: ServerResponse) => {
+            ? NodeHttpServer.makeHandler(httpApp)
+            : NodeHttpServer.makeHandler(httpApp, middleware)
+          app = config.httpFastLane
+            ? (request, response) => {
                 if (!fastLane.handle(request, response)) effectApp(request, response)
               }
             : effectApp
-          server.on("request", listener)
-          yield* Effect.addFinalizer(() => Effect.sync(() => server.off("request", listener)))
+          // This scope closes before the services the app uses: drain here, while they still serve.
+          yield* Effect.addFinalizer(() =>
+            drain.pipe(
+              Effect.ensuring(
+                Effect.sync(() => {
+                  app = undefined
+                }),
+              ),
+            ),
+          )
         }),
     })
   }),
@@ -75,8 +124,13 @@ const NodeServerLive = Layer.scoped(
 /** The HTTP server: the API, its OpenAPI document at /openapi.json and a docs UI at /docs. */
 export const HttpLive = HttpApiBuilder.serve(observeRequests).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+  // Around the router, so it sees the docs page's response before it is written.
+  Layer.provide(HttpApiBuilder.middleware(cacheableDocs("/docs"))),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
   Layer.provide(ApiLive),
+  // The router's own cap on a path parameter (100 characters) would answer 404 to page ids that saves accept (up
+  // to 512): lift it so every id reaches PageUuid's checks. Node's header size limit still bounds the URL.
+  Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 16_384 })),
   HttpServer.withLogAddress,
   // No trace exporter is configured, so per-request spans would be built for nobody: a measurable cost per request.
   HttpMiddleware.withTracerDisabledWhen(() => true),
