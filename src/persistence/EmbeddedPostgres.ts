@@ -1,14 +1,41 @@
 import { FileSystem } from "@effect/platform"
 import { PGlite } from "@electric-sql/pglite"
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket"
-import { Context, Data, Effect, Layer } from "effect"
+import { Context, Data, Effect, Layer, Option } from "effect"
 
 export class EmbeddedPostgresError extends Data.TaggedError("EmbeddedPostgresError")<{
   readonly message: string
   readonly cause: unknown
 }> {}
 
-const isAlive = (pid: number) => {
+/** What Linux says of a process in `/proc/<pid>/stat`; none on other systems or when no such process exists. */
+interface ProcStat {
+  /** `R`, `S`, `D`, …; `Z` (zombie) and `X` (dead) are processes that have exited. */
+  readonly state: string
+  /** The kernel's PF_EXITING flag: the process is inside exit (after a SIGKILL, say) and runs no code of its own. */
+  readonly exiting: boolean
+  /** Clock ticks since boot at which it started: with the pid, names one process even once pids are recycled. */
+  readonly startTime: string
+}
+
+const PF_EXITING = 0x4
+
+/** The process name (field 2) is in parentheses and may hold spaces and ')': the other fields follow the last ')'. */
+export const parseProcStat = (text: string): Option.Option<ProcStat> => {
+  // fields from 3 (state) on: field n is at n - 3
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ")
+  const state = fields[0]
+  const flags = Number(fields[6])
+  const startTime = fields[19]
+  return state === undefined || startTime === undefined || !Number.isInteger(flags)
+    ? Option.none()
+    : Option.some({ state, exiting: (flags & PF_EXITING) !== 0, startTime })
+}
+
+const procStat = (fs: FileSystem.FileSystem, pid: number) =>
+  fs.readFileString(`/proc/${pid}/stat`).pipe(Effect.option, Effect.map(Option.flatMap(parseProcStat)))
+
+const signalZero = (pid: number) => {
   try {
     process.kill(pid, 0)
     return true
@@ -19,26 +46,60 @@ const isAlive = (pid: number) => {
 }
 
 /**
+ * Whether the process that wrote a lock could still touch the database. `kill(pid, 0)` alone is not enough: a
+ * killed process its parent has not reaped yet (a zombie) still answers it, so a restart the instant after a
+ * SIGKILL was refused. On Linux `/proc/<pid>/stat` tells a zombie, or a process already inside exit, from a live
+ * one, and its start time tells a recycled pid (some unrelated process) from the writer. An OS file lock the kernel
+ * drops with its holder would do the same, but Node has no flock and the native addons for it need a compiler in
+ * the image; the lock file only has to work where the service runs. Elsewhere (no /proc) `kill(pid, 0)` decides.
+ */
+export const isHolderAlive = (fs: FileSystem.FileSystem, pid: number, startTime: Option.Option<string>) =>
+  Effect.gen(function* () {
+    const procExists = yield* fs.exists("/proc/self/stat").pipe(Effect.orElseSucceed(() => false))
+    if (!procExists) return signalZero(pid)
+    const stat = yield* procStat(fs, pid)
+    if (Option.isNone(stat)) return false
+    const { state, exiting } = stat.value
+    if (state === "Z" || state === "X" || exiting) return false
+    return Option.match(startTime, { onNone: () => true, onSome: (t) => t === stat.value.startTime })
+  })
+
+/** The lock file holds `<pid> <start time>` (the start time only where /proc tells it). */
+const parseHolder = (text: string) => {
+  const [pid = "", startTime] = text.trim().split(/\s+/)
+  return { pid: Number(pid), startTime: Option.fromNullable(startTime) }
+}
+
+/**
  * PGlite does not notice a second process opening its files, and two would damage the database: the first opener
- * writes its pid to a lock file and removes it when it closes. A lock left by a killed process is taken over.
+ * writes its pid to a lock file and removes it when it closes. A lock left by a process that is gone is taken over.
  */
 const lockDataDir = (fs: FileSystem.FileSystem, dataDir: string) => {
   const lockFile = `${dataDir}/click-clusters.pid`
-  const mine = String(process.pid)
-  const take = fs.writeFileString(lockFile, mine)
   return Effect.acquireRelease(
     Effect.gen(function* () {
+      const self = yield* procStat(fs, process.pid)
+      const mine = Option.match(self, {
+        onNone: () => String(process.pid),
+        onSome: ({ startTime }) => `${process.pid} ${startTime}`,
+      })
       const holder = yield* fs.readFileString(lockFile).pipe(Effect.option)
       if (holder._tag === "Some") {
-        const pid = Number(holder.value.trim())
-        if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+        const { pid, startTime } = parseHolder(holder.value)
+        if (
+          Number.isInteger(pid) &&
+          pid > 0 &&
+          pid !== process.pid &&
+          (yield* isHolderAlive(fs, pid, startTime))
+        ) {
           return yield* new EmbeddedPostgresError({
             message: `the embedded database in ${dataDir} is in use by process ${pid} (stop it first; if no such process of ours runs, delete ${lockFile})`,
             cause: undefined,
           })
         }
       }
-      yield* take
+      yield* fs.writeFileString(lockFile, mine)
+      return mine
     }).pipe(
       Effect.mapError((e) =>
         e._tag === "EmbeddedPostgresError"
@@ -46,7 +107,7 @@ const lockDataDir = (fs: FileSystem.FileSystem, dataDir: string) => {
           : new EmbeddedPostgresError({ message: `cannot lock ${lockFile}`, cause: e }),
       ),
     ),
-    () =>
+    (mine) =>
       fs.readFileString(lockFile).pipe(
         Effect.flatMap((holder) => (holder.trim() === mine ? fs.remove(lockFile) : Effect.void)),
         Effect.ignore,
