@@ -3,7 +3,7 @@ import autocannon from "autocannon"
 import { Effect } from "effect"
 import { LatencyHistogram, type LatencySummary } from "../src/cli/LatencyHistogram.ts"
 import { BenchError } from "./Processes.ts"
-import type { BodyPool } from "./Workload.ts"
+import type { Bodies } from "./Workload.ts"
 
 /** One load-generator run against one endpoint at one number of connections. */
 export interface Measurement {
@@ -26,7 +26,7 @@ export interface Measurement {
 export interface LoadSpec {
   readonly url: string
   readonly path: string
-  readonly bodies: BodyPool
+  readonly bodies: Bodies
   readonly connections: number
   /** Run for this many seconds, or until `amount` requests were answered. */
   readonly seconds?: number

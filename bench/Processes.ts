@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
-import { readFile, rm } from "node:fs/promises"
+import { copyFile, readFile, rm } from "node:fs/promises"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import { Data, Effect, type Scope } from "effect"
@@ -58,6 +58,8 @@ export const buildService = Effect.gen(function* () {
   const result = yield* runCommand(process.execPath, [tsc, "-p", "tsconfig.build.json", "--outDir", buildDir])
   if (!existsSync(`${buildDir}/main.js`))
     return yield* new BenchError({ message: `the build emitted no main.js:\n${result.output}` })
+  // The service reads its version from the package.json beside its build directory (dist/../package.json).
+  yield* Effect.promise(() => copyFile(`${root}package.json`, `${buildDir}/../package.json`))
   const seconds = ((performance.now() - started) / 1000).toFixed(1)
   if (result.code !== 0) {
     yield* Effect.logWarning(`tsc reported errors (emitted anyway):\n${result.output.slice(0, 2000)}`)

@@ -16,10 +16,15 @@ export interface Storage {
   readonly env: Record<string, string>
   /** Runs SQL against the database the service uses. */
   readonly exec: (sql: string, params?: ReadonlyArray<unknown>) => Effect.Effect<void, BenchError>
+  /** The number in the first column of the first row a query answers (the server stopped, when embedded). */
+  readonly count: (sql: string) => Effect.Effect<number, BenchError>
 }
 
 const failure = (what: string) => (cause: unknown) =>
   new BenchError({ message: `${what}: ${cause instanceof Error ? cause.message : String(cause)}` })
+
+const firstNumber = (rows: ReadonlyArray<Record<string, unknown>>) =>
+  Number(Object.values(rows[0] ?? {})[0] ?? Number.NaN)
 
 /** A fresh directory for the embedded database, deleted afterwards. */
 export const embeddedStorage: Effect.Effect<Storage, BenchError, Scope.Scope> = Effect.gen(function* () {
@@ -39,6 +44,18 @@ export const embeddedStorage: Effect.Effect<Storage, BenchError, Scope.Scope> = 
           const db = await PGlite.create(dir)
           try {
             await db.query(sql, [...params])
+          } finally {
+            await db.close()
+          }
+        },
+        catch: failure("embedded database query failed"),
+      }),
+    count: (sql) =>
+      Effect.tryPromise({
+        try: async () => {
+          const db = await PGlite.create(dir)
+          try {
+            return firstNumber((await db.query<Record<string, unknown>>(sql)).rows)
           } finally {
             await db.close()
           }
@@ -87,5 +104,6 @@ export const postgresStorage = (adminUrl: string): Effect.Effect<Storage, BenchE
       name: "postgres",
       env: { DATABASE_URL: databaseUrl },
       exec: (sql, params = []) => Effect.asVoid(withClient(databaseUrl, (c) => c.query(sql, [...params]))),
+      count: (sql) => withClient(databaseUrl, async (c) => firstNumber((await c.query(sql)).rows)),
     }
   })

@@ -1,10 +1,15 @@
 import { clamp01, generateClicks, mulberry32, pageUuid } from "../src/cli/ClickGenerator.ts"
 
+/** Where the load generator takes each request's body from. */
+export interface Bodies {
+  readonly next: () => string
+}
+
 /**
  * Request bodies the load generator rotates through. Pre-serialised so the generator spends nothing on them, and
  * many (not one point repeated) so the service does the work real traffic makes: pages found and fill clusters.
  */
-export class BodyPool {
+export class BodyPool implements Bodies {
   private cursor = 0
 
   constructor(readonly bodies: ReadonlyArray<string>) {}
@@ -88,3 +93,37 @@ export const memoryInsertSql = (prefix: string, pages: number) => `
 /** One predict per memory page, at its first cluster: answering it makes the page's actor load its clusters. */
 export const memoryPool = (prefix: string, pages: number) =>
   new BodyPool(Array.from({ length: pages }, (_, p) => toBody(`${prefix}/${p}`, 0.1, 0.125)))
+
+/**
+ * The flood scenario's saves, made as they are asked for (900,000 pre-serialised bodies would weigh on the load
+ * generator): `pages` pages named `${prefix}/N` with `clicks` clicks each, far apart (0.3, beyond the default radius),
+ * so each click founds a cluster. Pages come in blocks of 1,000, each block's pages clicked in rounds, so a page's
+ * clicks arrive close together (as a visit's would) while the set of pages in use keeps moving on.
+ */
+export const floodSaves = (
+  prefix: string,
+  pages: number,
+  clicks: number,
+): Bodies & { readonly total: number } => {
+  const block = 1000
+  const total = pages * clicks
+  let i = 0
+  return {
+    total,
+    next: () => {
+      const n = i++ % total
+      const start = Math.floor(n / (block * clicks)) * block
+      const size = Math.min(block, pages - start)
+      const within = n - start * clicks
+      const page = start + (within % size)
+      const k = Math.floor(within / size)
+      return toBody(`${prefix}/${page}`, 0.1 + 0.3 * (k % 3), 0.1 + 0.3 * Math.floor(k / 3))
+    },
+  }
+}
+
+/** One predict on each of `pages` pages nobody ever saved to, made as asked for. */
+export const unknownPredicts = (prefix: string, pages: number): Bodies => {
+  let i = 0
+  return { next: () => toBody(`${prefix}/${i++ % pages}`, 0.5, 0.5) }
+}

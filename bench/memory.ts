@@ -5,13 +5,38 @@ import { runLoad } from "./Load.ts"
 import { buildService, type Child, startService } from "./Processes.ts"
 import { commandLine, machineFacts, machineLine, table, writeDocsSection, writeJson } from "./Report.ts"
 import { embeddedStorage, postgresReachable, postgresStorage } from "./Storage.ts"
-import { type BodyPool, memoryInsertSql, memoryPool } from "./Workload.ts"
+import {
+  type Bodies,
+  type BodyPool,
+  floodSaves,
+  memoryInsertSql,
+  memoryPool,
+  unknownPredicts,
+} from "./Workload.ts"
 
 const CLUSTERS_PER_PAGE = 20
 const WARM_PAGES = 1000
 
+/** The service's default MAX_ACTIVE_PAGES (src/Config.ts): the flood scenario runs with it. */
+const DEFAULT_MAX_ACTIVE_PAGES = 100_000
+
 const options = {
+  only: Options.text("only").pipe(
+    Options.withDefault("clusters,flood"),
+    Options.withDescription(
+      "scenarios to run: clusters (bytes per cluster), flood (pages beyond MAX_ACTIVE_PAGES)",
+    ),
+  ),
   pages: Options.integer("pages").pipe(Options.withDefault(100_000)),
+  floodPages: Options.integer("flood-pages").pipe(Options.withDefault(300_000)),
+  floodBound: Options.integer("flood-max-active-pages").pipe(
+    Options.withDefault(DEFAULT_MAX_ACTIVE_PAGES),
+    Options.withDescription("MAX_ACTIVE_PAGES for the flood (default: the service's default)"),
+  ),
+  floodClicks: Options.integer("flood-clicks").pipe(
+    Options.withDefault(3),
+    Options.withDescription("clicks saved on each flood page"),
+  ),
   connections: Options.integer("connections").pipe(Options.withDefault(64)),
   skipBuild: Options.boolean("skip-build"),
   postgres: Options.text("postgres").pipe(Options.withDefault("postgres://postgres@127.0.0.1:5432/postgres")),
@@ -79,24 +104,33 @@ const loadPages = (server: Child, pool: BodyPool, amount: number, connections: n
     return { measurement: m, found, missing, seconds: (performance.now() - started) / 1000 }
   })
 
-const memory = Command.make("bench-memory", options, (o) =>
-  Effect.gen(function* () {
-    const machine = machineFacts()
-    const command = commandLine("bench:memory")
-    const clusters = o.pages * CLUSTERS_PER_PAGE
-    yield* Console.log(`bench:memory: ${machineLine(machine)}`)
-    if (!o.skipBuild) {
-      yield* Console.log("building the service (tsc → bench-results/dist)")
-      yield* buildService
-    }
-    const pg = yield* postgresReachable(o.postgres)
-    if (!pg.ok) yield* Console.log(`Postgres unreachable (${pg.reason}); using the embedded database`)
+type Opts = {
+  readonly pages: number
+  readonly connections: number
+  readonly postgres: string
+  readonly floodPages: number
+  readonly floodClicks: number
+  readonly floodBound: number
+}
+type Machine = ReturnType<typeof machineFacts>
 
+const mib = (b: number | null) => (b === null ? "–" : (b / 2 ** 20).toFixed(1))
+
+/** Bytes per cluster: 100,000 pages × 20 clusters loaded into memory, none evicted. */
+const clustersScenario = (o: Opts, usePostgres: boolean, machine: Machine, command: string) =>
+  Effect.gen(function* () {
+    const clusters = o.pages * CLUSTERS_PER_PAGE
     const result = yield* Effect.scoped(
       Effect.gen(function* () {
-        const storage = yield* pg.ok ? postgresStorage(o.postgres) : embeddedStorage
-        // Pages stay loaded for the whole run, and no periodic snapshot churns memory while it is measured.
-        const env = { ...storage.env, ACTOR_IDLE_TIMEOUT: "10 hours", SNAPSHOT_INTERVAL: "10 hours" }
+        const storage = yield* usePostgres ? postgresStorage(o.postgres) : embeddedStorage
+        // Pages stay loaded for the whole run (none passivates or is evicted), and no periodic snapshot churns
+        // memory while it is measured.
+        const env = {
+          ...storage.env,
+          ACTOR_IDLE_TIMEOUT: "10 hours",
+          SNAPSHOT_INTERVAL: "10 hours",
+          MAX_ACTIVE_PAGES: String(o.pages + WARM_PAGES),
+        }
         yield* Console.log(`${storage.name}: migrating, then inserting ${clusters + WARM_PAGES * 20} clicks`)
         yield* Effect.scoped(startService(env))
         const insertStarted = performance.now()
@@ -147,7 +181,6 @@ const memory = Command.make("bench-memory", options, (o) =>
       }),
     )
 
-    const mib = (b: number | null) => (b === null ? "–" : (b / 2 ** 20).toFixed(1))
     const text = [
       "## Memory per cluster (`npm run bench:memory`)",
       "",
@@ -157,7 +190,8 @@ const memory = Command.make("bench-memory", options, (o) =>
       "",
       `${result.pages.toLocaleString("en")} pages × ${result.clustersPerPage} clusters (one click each) inserted ` +
         `straight into the ${result.storage} database, then one predict per page makes every page's actor load ` +
-        "(ACTOR_IDLE_TIMEOUT and SNAPSHOT_INTERVAL set to 10 hours so nothing passivates or snapshots). Readings " +
+        "(ACTOR_IDLE_TIMEOUT and SNAPSHOT_INTERVAL set to 10 hours and MAX_ACTIVE_PAGES above the page count, so " +
+        "nothing passivates, is evicted or snapshots). Readings " +
         `are taken after two forced garbage collections in the server. ${result.pagesAnswered.toLocaleString("en")} ` +
         `pages answered their first cluster, ${result.pagesMissing} did not (answers by status: ` +
         `${JSON.stringify(result.statusCodes)}, no answer: ${result.errors}); loading took ` +
@@ -185,16 +219,216 @@ const memory = Command.make("bench-memory", options, (o) =>
         "outside it (typed arrays' buffers, the allocator's fragmentation); the heap figure is what the pages' " +
         "objects themselves take.",
     ].join("\n")
-    yield* Console.log(`\n${text}`)
-    yield* writeJson(o.json, { machine, command, ...result })
-    if (o.docs !== "") {
-      yield* writeDocsSection(o.docs, "memory", text)
-      yield* Console.log(`section rewritten in ${o.docs}`)
+    return { text, result }
+  })
+
+/** Runs a load and counts its answers by status (a connection error or timeout counts as no answer). */
+const loadCounting = (server: Child, path: string, bodies: Bodies, amount: number, connections: number) =>
+  Effect.gen(function* () {
+    const started = performance.now()
+    const statuses: Record<string, number> = {}
+    const m = yield* runLoad({
+      url: server.url,
+      path,
+      bodies,
+      connections,
+      amount,
+      onBody: (status) => {
+        statuses[status] = (statuses[status] ?? 0) + 1
+      },
+    })
+    return {
+      seconds: (performance.now() - started) / 1000,
+      statuses,
+      noAnswer: m.errors + m.timeouts,
+      ok: statuses["200"] ?? 0,
     }
+  })
+
+/**
+ * A flood of new pages through the real server with the default MAX_ACTIVE_PAGES: saves on `floodPages` pages (a
+ * few clicks each), then as many predicts on pages that have no clicks. Memory must stay within the bound's
+ * budget, and every acknowledged click must be stored although pages are evicted while clicks arrive.
+ */
+const floodScenario = (o: Opts, usePostgres: boolean) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const storage = yield* usePostgres ? postgresStorage(o.postgres) : embeddedStorage
+      // Only the bound takes pages out of memory: no idle passivation within the run.
+      const env: Record<string, string> = { ...storage.env, ACTOR_IDLE_TIMEOUT: "10 hours" }
+      if (o.floodBound !== DEFAULT_MAX_ACTIVE_PAGES) env.MAX_ACTIVE_PAGES = String(o.floodBound)
+      const server = yield* startService(env, gcOnSignal)
+      yield* Console.log(`flood (${storage.name}): warming up on 1,000 pages`)
+      yield* loadCounting(
+        server,
+        "/save_click_and_predict_cluster",
+        floodSaves("warm", 1000, 3),
+        3000,
+        o.connections,
+      )
+      const before = yield* settledReading(server)
+      yield* Console.log(`  before: RSS ${mib(before.rssBytes)} MiB, ${before.activePages} pages`)
+      const saves = floodSaves("flood", o.floodPages, o.floodClicks)
+      yield* Console.log(`  saving ${saves.total} clicks on ${o.floodPages} new pages`)
+      const saved = yield* loadCounting(
+        server,
+        "/save_click_and_predict_cluster",
+        saves,
+        saves.total,
+        o.connections,
+      )
+      yield* Console.log(
+        `  ${saved.ok} acknowledged in ${saved.seconds.toFixed(1)} s (${JSON.stringify(saved.statuses)}, ` +
+          `no answer ${saved.noAnswer})`,
+      )
+      const afterSaves = yield* settledReading(server)
+      yield* Console.log(
+        `  after saves: RSS ${mib(afterSaves.rssBytes)} MiB, ${afterSaves.activePages} pages`,
+      )
+      yield* Console.log(`  predicting on ${o.floodPages} pages without clicks`)
+      const predicted = yield* loadCounting(
+        server,
+        "/predict_cluster",
+        unknownPredicts("ghost", o.floodPages),
+        o.floodPages,
+        o.connections,
+      )
+      yield* Console.log(
+        `  answered in ${predicted.seconds.toFixed(1)} s (${JSON.stringify(predicted.statuses)}, ` +
+          `no answer ${predicted.noAnswer})`,
+      )
+      const afterPredicts = yield* settledReading(server)
+      yield* Console.log(
+        `  after predicts: RSS ${mib(afterPredicts.rssBytes)} MiB, ${afterPredicts.activePages} pages`,
+      )
+      const evictions = yield* metric(server, "page_evictions_total")
+      const snapshots = yield* metric(server, "snapshots_written_total")
+      yield* server.stop
+      const stored = yield* storage.count("SELECT count(*) FROM clicks WHERE page_uuid LIKE 'flood/%'")
+      const distinct = yield* storage.count(
+        "SELECT count(DISTINCT (page_uuid, x, y)) FROM clicks WHERE page_uuid LIKE 'flood/%'",
+      )
+      const ghostClicks = yield* storage.count("SELECT count(*) FROM clicks WHERE page_uuid LIKE 'ghost/%'")
+      yield* Console.log(`  stored ${stored} clicks (${distinct} distinct), acknowledged ${saved.ok}`)
+      const pagesAdded =
+        afterSaves.activePages !== null && before.activePages !== null
+          ? afterSaves.activePages - before.activePages
+          : null
+      return {
+        storage: storage.name,
+        maxActivePages: o.floodBound,
+        pages: o.floodPages,
+        connections: o.connections,
+        clicksPerPage: o.floodClicks,
+        saved,
+        predicted,
+        before,
+        afterSaves,
+        afterPredicts,
+        evictions,
+        snapshots,
+        stored,
+        distinct,
+        ghostClicks,
+        rssBytesPerPage:
+          pagesAdded === null || pagesAdded <= 0
+            ? null
+            : (afterSaves.rssBytes - before.rssBytes) / pagesAdded,
+        heapBytesPerPage:
+          pagesAdded === null ||
+          pagesAdded <= 0 ||
+          afterSaves.heapUsedBytes === null ||
+          before.heapUsedBytes === null
+            ? null
+            : (afterSaves.heapUsedBytes - before.heapUsedBytes) / pagesAdded,
+      }
+    }),
+  )
+
+const floodText = (
+  r: Effect.Effect.Success<ReturnType<typeof floodScenario>>,
+  machine: Machine,
+  command: string,
+) =>
+  [
+    "## Memory under a flood of pages (`npm run bench:memory`)",
+    "",
+    `Machine: ${machineLine(machine)}.`,
+    "",
+    `Command: \`${command}\``,
+    "",
+    `The service with MAX_ACTIVE_PAGES ${r.maxActivePages.toLocaleString("en")}` +
+      `${r.maxActivePages === DEFAULT_MAX_ACTIVE_PAGES ? " (the default)" : ""} on the ` +
+      `${r.storage} database, ACTOR_IDLE_TIMEOUT 10 hours (only the bound takes pages out of memory). ` +
+      `${(r.pages * r.clicksPerPage).toLocaleString("en")} saves through the server on ` +
+      `${r.pages.toLocaleString("en")} new pages (${r.clicksPerPage} clicks each, pages in blocks of 1,000 clicked in ` +
+      `rounds), ${r.connections} connections; then ${r.pages.toLocaleString("en")} predicts on pages that have no clicks. ` +
+      "Readings after two forced garbage collections in the server.",
+    "",
+    table(
+      ["reading", "RSS MiB", "V8 heap used MiB", "V8 heap total MiB", "external MiB", "active pages"],
+      [
+        { label: "before (1,000 warm-up pages)", m: r.before },
+        { label: `after the saves on ${r.pages.toLocaleString("en")} pages`, m: r.afterSaves },
+        { label: `after ${r.pages.toLocaleString("en")} predicts on unknown pages`, m: r.afterPredicts },
+      ].map(({ label, m }) => [
+        label,
+        mib(m.rssBytes),
+        mib(m.heapUsedBytes),
+        mib(m.heapTotalBytes),
+        mib(m.externalBytes),
+        String(m.activePages ?? "–"),
+      ]),
+    ),
+    "",
+    `Saves: ${r.saved.ok.toLocaleString("en")} acknowledged in ${r.saved.seconds.toFixed(0)} s (answers by status ` +
+      `${JSON.stringify(r.saved.statuses)}, no answer: ${r.saved.noAnswer}); **stored afterwards: ` +
+      `${r.stored.toLocaleString("en")} clicks, ${r.distinct.toLocaleString("en")} distinct** (each save is a ` +
+      `distinct click): ${r.stored >= r.saved.ok && r.distinct === r.stored ? "no acknowledged click lost, none stored twice" : "MISMATCH"}. ` +
+      `Pages evicted: ${r.evictions?.toLocaleString("en") ?? "–"}; snapshots written: ` +
+      `${r.snapshots?.toLocaleString("en") ?? "–"}. Predicts: ${JSON.stringify(r.predicted.statuses)} in ` +
+      `${r.predicted.seconds.toFixed(0)} s, no answer: ${r.predicted.noAnswer}; clicks stored for those pages: ` +
+      `${r.ghostClicks}.`,
+    "",
+    `Memory per page in memory (after the saves − before) / pages added: ` +
+      `${r.rssBytesPerPage === null ? "–" : r.rssBytesPerPage.toFixed(0)} bytes RSS, ` +
+      `${r.heapBytesPerPage === null ? "–" : r.heapBytesPerPage.toFixed(0)} bytes of V8 heap (pages of ` +
+      `${r.clicksPerPage} clusters).`,
+  ].join("\n")
+
+const memory = Command.make("bench-memory", options, (o) =>
+  Effect.gen(function* () {
+    const machine = machineFacts()
+    const command = commandLine("bench:memory")
+    const only = new Set(o.only.split(",").map((s) => s.trim()))
+    yield* Console.log(`bench:memory: ${machineLine(machine)}`)
+    if (!o.skipBuild) {
+      yield* Console.log("building the service (tsc → bench-results/dist)")
+      yield* buildService
+    }
+    const pg = yield* postgresReachable(o.postgres)
+    if (!pg.ok) yield* Console.log(`Postgres unreachable (${pg.reason}); using the embedded database`)
+    const json: Record<string, unknown> = { machine, command }
+    if (only.has("clusters")) {
+      const { text, result } = yield* clustersScenario(o, pg.ok, machine, command)
+      yield* Console.log(`\n${text}`)
+      json.clusters = result
+      if (o.docs !== "") yield* writeDocsSection(o.docs, "memory", text)
+    }
+    if (only.has("flood")) {
+      const result = yield* floodScenario(o, pg.ok)
+      const text = floodText(result, machine, command)
+      yield* Console.log(`\n${text}`)
+      json.flood = result
+      if (o.docs !== "") yield* writeDocsSection(o.docs, "memory-flood", text)
+    }
+    yield* writeJson(o.json, json)
+    if (o.docs !== "") yield* Console.log(`sections rewritten in ${o.docs}`)
   }),
 ).pipe(
   Command.withDescription(
-    "Measures the service's memory per cluster with 100,000 pages × 20 clusters loaded.",
+    "Measures the service's memory per cluster with 100,000 pages × 20 clusters loaded, and under a flood of " +
+      "300,000 new pages with the default MAX_ACTIVE_PAGES.",
   ),
 )
 
