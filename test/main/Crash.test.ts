@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Schema } from "effect"
+import { mulberry32 } from "../../src/cli/ClickGenerator.ts"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
 import { runId } from "../support/Cases.ts"
 import { ServerProcess } from "../support/ServerProcess.ts"
@@ -19,6 +20,14 @@ const KILLS = 6
 const SNAPSHOT_EVERY = 8
 const PREDICT_SHARE = 0.25
 const REQUEST_TIMEOUT_MS = 15_000
+/**
+ * Every random choice (pages' hot spots, points, which page, save or predict, when to kill) comes from this seed,
+ * printed with the result: `CRASH_SEED=<seed>` replays the same choices (the interleaving of the clients still
+ * depends on timing).
+ */
+const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31))
+/** Restarted from the seed by each suite, so either storage mode alone replays the same way. */
+let random = mulberry32(seed)
 
 // ---------------------------------------------------------------------------------------------------------------
 // What the clients sent and got
@@ -143,8 +152,8 @@ class ServerGate {
 }
 
 const gaussian = () => {
-  const u = 1 - Math.random()
-  const v = Math.random()
+  const u = 1 - random()
+  const v = random()
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v)
 }
 
@@ -155,20 +164,18 @@ class LoadPage {
   private readonly used = new Set<string>()
 
   constructor(readonly uuid: string) {
-    this.centres = Array.from({ length: 2 + Math.floor(Math.random() * 6) }, () => ({
-      x: 0.1 + Math.random() * 0.8,
-      y: 0.1 + Math.random() * 0.8,
+    this.centres = Array.from({ length: 2 + Math.floor(random() * 6) }, () => ({
+      x: 0.1 + random() * 0.8,
+      y: 0.1 + random() * 0.8,
     }))
   }
 
   /** A point near a hot spot (now and then anywhere), inside [0, 1]. */
   point(): { readonly x: number; readonly y: number } {
     while (true) {
-      const centre = this.centres[Math.floor(Math.random() * this.centres.length)]!
+      const centre = this.centres[Math.floor(random() * this.centres.length)]!
       const [x, y] =
-        Math.random() < 0.1
-          ? [Math.random(), Math.random()]
-          : [centre.x + gaussian() * 0.015, centre.y + gaussian() * 0.015]
+        random() < 0.1 ? [random(), random()] : [centre.x + gaussian() * 0.015, centre.y + gaussian() * 0.015]
       if (x >= 0 && x <= 1 && y >= 0 && y <= 1) return { x, y }
     }
   }
@@ -199,8 +206,8 @@ const client = async (gate: ServerGate, pages: ReadonlyArray<LoadPage>, stats: L
   while (true) {
     const url = await gate.ready()
     if (url === null) return
-    const page = pages[Math.floor(Math.random() * pages.length)]!
-    const predict = Math.random() < PREDICT_SHARE
+    const page = pages[Math.floor(random() * pages.length)]!
+    const predict = random() < PREDICT_SHARE
     const { x, y } = predict ? page.point() : page.freshPoint()
     const path = predict ? "/predict_cluster" : "/save_click_and_predict_cluster"
     const outcome = await post(url, path, page.uuid, x, y)
@@ -245,7 +252,7 @@ const client = async (gate: ServerGate, pages: ReadonlyArray<LoadPage>, stats: L
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-const between = (min: number, max: number) => min + Math.random() * (max - min)
+const between = (min: number, max: number) => min + random() * (max - min)
 
 // ---------------------------------------------------------------------------------------------------------------
 // Checks
@@ -386,7 +393,7 @@ const probePoints = (page: LoadPage, replay: PageClusters) => {
     }
   }
   for (let k = 0; k < 8; k++) points.push(page.point())
-  for (let k = 0; k < 4; k++) points.push({ x: Math.random(), y: Math.random() })
+  for (let k = 0; k < 4; k++) points.push({ x: random(), y: random() })
   return points
 }
 
@@ -545,6 +552,8 @@ describe.each(storageModes())("crash, $name storage", ({ name, make }) => {
   })
 
   it("keeps every acknowledged click, once, in a self-consistent log across random SIGKILLs", async () => {
+    random = mulberry32(seed)
+    console.log(`crash test (${name}): CRASH_SEED=${seed}`)
     const started = Date.now()
     const env = { ...storage.env, SNAPSHOT_EVERY: String(SNAPSHOT_EVERY) }
     const run = runId()
@@ -597,16 +606,17 @@ describe.each(storageModes())("crash, $name storage", ({ name, make }) => {
         `${clickRows.length} stored; ${verdict.predictsChecked} predictions under load and ${probes} after ` +
         `restart checked, ${verdict.snapshotsChecked} snapshots checked; server starts ` +
         `${timings.map((t) => seconds(t)).join("/")} s, load ${seconds(loadDone - started)} s, ` +
-        `total ${seconds(Date.now() - started)} s (run ${run})`,
+        `total ${seconds(Date.now() - started)} s (run ${run}, CRASH_SEED=${seed})`,
     )
     if (verdict.errors.length > 0) console.log(`last server's output:\n${restarted.logs}`)
-    expect(stats.unexpected.slice(0, 10)).toEqual([])
-    expect({ errors: verdict.errors.length, first: verdict.errors.slice(0, 20) }).toEqual({
+    const replayWith = `CRASH_SEED=${seed}`
+    expect(stats.unexpected.slice(0, 10), replayWith).toEqual([])
+    expect({ errors: verdict.errors.length, first: verdict.errors.slice(0, 20) }, replayWith).toEqual({
       errors: 0,
       first: [],
     })
-    expect(kills).toBeGreaterThanOrEqual(5)
-    expect(verdict.acknowledged).toBeGreaterThan(MIN_ACKNOWLEDGED)
-    expect(verdict.snapshotsChecked).toBeGreaterThan(0)
+    expect(kills, replayWith).toBeGreaterThanOrEqual(5)
+    expect(verdict.acknowledged, replayWith).toBeGreaterThan(MIN_ACKNOWLEDGED)
+    expect(verdict.snapshotsChecked, replayWith).toBeGreaterThan(0)
   }, 180_000)
 })
