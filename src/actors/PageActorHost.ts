@@ -156,7 +156,9 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       Effect.gen(function* () {
         actor.lastActive = Date.now()
         if (actor.state === undefined || actor.state.incarnation.failed) {
-          const recovered = yield* Effect.either(behaviour.recover(actor.page))
+          const recovered = yield* Effect.either(
+            behaviour.recover(actor.page, message._tag === "Save" ? message.deadline : undefined),
+          )
           if (recovered._tag === "Right") {
             actor.state = recovered.right
           } else if (actor.state === undefined || message._tag === "Save") {
@@ -317,9 +319,14 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
 
     return {
       save: (page: string, x: number, y: number, requestId: string | null) =>
-        send<SaveReply, SaveError>(page, (reply) => ({ _tag: "Save", x, y, requestId, reply })).pipe(
-          Effect.flatMap((r) => Effect.as(r.committed.await, r)),
-        ),
+        send<SaveReply, SaveError>(page, (reply) => ({
+          _tag: "Save",
+          x,
+          y,
+          requestId,
+          deadline: performance.now() + Duration.toMillis(config.dbTimeout),
+          reply,
+        })).pipe(Effect.flatMap((r) => Effect.as(r.committed.await, r))),
       /**
        * A save served at once when the page's actor is idle (see `stateToServeNow`) and the click log has room:
        * the reply, whose commit the caller waits for; undefined when the save must go through `save`.

@@ -44,8 +44,11 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     const radius = config.clusterRadius
     const snapshotIntervalMs = Duration.toMillis(config.snapshotInterval)
 
-    /** Latest snapshot (when it was taken with this radius) + the clicks after it, in order. */
-    const recover = (page: string) =>
+    /**
+     * Latest snapshot (when it was taken with this radius) + the clicks after it, in order; bounded by DB_TIMEOUT,
+     * or by the deadline of the save that waits for it.
+     */
+    const recover = (page: string, deadline?: number) =>
       Effect.gen(function* () {
         const start = performance.now()
         const snapshot = Option.filter(yield* snapshots.latest(page), (s) => s.radius === radius)
@@ -74,7 +77,11 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         metrics.recoveryDuration.observe(secondsSince(start))
         return state
       }).pipe(
-        withDeadline(config.dbTimeout),
+        withDeadline(
+          deadline === undefined
+            ? config.dbTimeout
+            : Duration.millis(Math.max(0, deadline - performance.now())),
+        ),
         Effect.tapError(() => Effect.sync(() => metrics.databaseErrors.inc({ operation: "page_recovery" }))),
         Effect.catchAll(storageUnavailable("recovering the page")),
         Effect.withSpan("PageBehaviour.recover", { attributes: { page } }),
@@ -84,7 +91,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       new IdempotencyConflict({ message: `request id ${requestId} was already used for a different click` })
 
     /** The first answer to an earlier save with the same request id: from memory, else from the click log. */
-    const earlierAnswer = (state: PageState, requestId: string, x: number, y: number) =>
+    const earlierAnswer = (state: PageState, requestId: string, x: number, y: number, deadline: number) =>
       Effect.gen(function* () {
         const recent = state.answered?.get(requestId)
         if (recent !== undefined) {
@@ -93,7 +100,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         const stored = yield* clicks
           .byRequestId(requestId)
           .pipe(
-            withDeadline(config.dbTimeout),
+            withDeadline(Duration.millis(Math.max(0, deadline - performance.now()))),
             Effect.catchAll(storageUnavailable("looking up the request id")),
           )
         if (Option.isNone(stored)) return Option.none<SaveReply>()
@@ -121,7 +128,13 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
      * Saves a click now: assigns it, numbers it and hands it to the click log, without waiting for the commit.
      * Synchronous, so the HTTP fast lane can call it for an idle page; the caller has checked `canSaveNow`.
      */
-    const save = (state: PageState, x: number, y: number, requestId: string | null): SaveReply => {
+    const save = (
+      state: PageState,
+      x: number,
+      y: number,
+      requestId: string | null,
+      deadline?: number,
+    ): SaveReply => {
       const at = Date.now()
       const before = state.clusters.size
       const clusterIdx = state.clusters.assign(x, y, at)
@@ -129,6 +142,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       const committed = clickLog.append(
         { page: state.page, seq: state.seq, x, y, clusterIdx, at, requestId },
         state.incarnation,
+        deadline,
       )
       state.lastCommit = committed
       const isNew = clusterIdx === before
@@ -151,14 +165,16 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
           case "Save": {
             const requestId = message.requestId
             if (requestId !== null) {
-              const earlier = yield* Effect.either(earlierAnswer(state, requestId, message.x, message.y))
+              const earlier = yield* Effect.either(
+                earlierAnswer(state, requestId, message.x, message.y, message.deadline),
+              )
               if (earlier._tag === "Left")
                 return Deferred.unsafeDone(message.reply, Effect.fail(earlier.left))
               if (Option.isSome(earlier.right))
                 return Deferred.unsafeDone(message.reply, Effect.succeed(earlier.right.value))
             }
             yield* clickLog.awaitRoom
-            const reply = save(state, message.x, message.y, requestId)
+            const reply = save(state, message.x, message.y, requestId, message.deadline)
             if (requestId !== null) remember(state, requestId, message.x, message.y, reply)
             Deferred.unsafeDone(message.reply, Effect.succeed(reply))
             return

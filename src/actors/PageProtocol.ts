@@ -23,6 +23,8 @@ export type PageMessage =
       readonly y: number
       /** The client's idempotency key (a lower-case UUID), if it sent one. */
       readonly requestId: string | null
+      /** `performance.now()` by which the save must be answered: sent + DB_TIMEOUT, however long it waited. */
+      readonly deadline: number
       readonly reply: Deferred.Deferred<SaveReply, SaveError>
     }
   | { readonly _tag: "Predict"; readonly x: number; readonly y: number; readonly reply: Reply<number | null> }

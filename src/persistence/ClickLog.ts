@@ -297,11 +297,18 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
       }).pipe(Effect.timeout(config.shutdownTimeout), Effect.ignore),
     )
 
-    /** Hands a click to the writer at once; its ticket settles when the click's batch commits or fails. */
-    const append = (record: ClickRecord, incarnation: Incarnation): CommitTicket => {
+    /**
+     * Hands a click to the writer at once; its ticket settles when the click's batch commits or fails, by
+     * `deadline` (a `performance.now()` time; by default DB_TIMEOUT from now).
+     */
+    const append = (
+      record: ClickRecord,
+      incarnation: Incarnation,
+      deadline: number = performance.now() + timeoutMs,
+    ): CommitTicket => {
       const ticket = new CommitTicket()
       incarnation.pending++
-      waiting.push({ record, incarnation, ticket, deadline: performance.now() + timeoutMs })
+      waiting.push({ record, incarnation, ticket, deadline })
       hasWork.unsafeOpen()
       if (waiting.length >= capacity) hasRoom.unsafeClose()
       return ticket

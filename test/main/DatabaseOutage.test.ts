@@ -88,3 +88,89 @@ describe("database outage, external Postgres behind a TCP proxy", () => {
     expect(rows[0]?.n).toBe(4)
   })
 })
+
+// A stalled database (connections open, nothing answered) must not hold any answer past DB_TIMEOUT: neither the
+// batch on the stalled connection (its cancel must not add a connect timeout), nor the clicks queued behind it,
+// nor /readyz. Each 503 says the click may have been stored, and a retry with the same request id is safe.
+describe("stalled database, external Postgres behind a TCP proxy", () => {
+  const dbTimeoutMs = 2_000
+  let storage: StorageMode
+  let proxy: TcpProxy
+  let server: ServerProcess
+  const page = `stall-${randomUUID()}`
+
+  beforeAll(async () => {
+    storage = await externalStorage()
+    const url = new URL(storage.env.DATABASE_URL ?? "")
+    proxy = await TcpProxy.start(url.hostname, Number(url.port || 5432))
+    url.host = `127.0.0.1:${proxy.port}`
+    server = await ServerProcess.start({ DATABASE_URL: url.toString(), DB_TIMEOUT: `${dbTimeoutMs} millis` })
+  })
+  afterAll(async () => {
+    await server?.stop("SIGKILL")
+    await proxy?.close()
+    await storage?.dispose()
+  })
+
+  const timed = async (path: string, body?: unknown) => {
+    const start = performance.now()
+    const answer = await call(server.url, path, body)
+    return { ...answer, ms: performance.now() - start }
+  }
+  const save = (x: number, request_id?: string, on = page) =>
+    timed("/save_click_and_predict_cluster", { page_uuid: on, coordinates: { x, y: 0.5 }, request_id })
+
+  it("answers every save and /readyz 503 within DB_TIMEOUT, says a 503 may have been stored, and a retry with the same key stores it once", async () => {
+    expect((await save(0.1)).status).toBe(200)
+
+    proxy.stall()
+    // A save without a key goes straight to the click log, whose batch stalls: its outcome is unknown.
+    const first = save(0.3)
+    await new Promise((r) => setTimeout(r, 300))
+    // Queued behind it: keyed saves on the same page (each looks its key up first) and saves on other pages.
+    const keys: ReadonlyArray<string> = Array.from({ length: 5 }, () => randomUUID())
+    const queued = [
+      ...keys.map((key, i) => save(0.5 + i * 0.08, key)),
+      ...keys.map((_, i) => save(0.5, undefined, `${page}-other-${i}`)),
+    ]
+    const ready = timed("/readyz")
+    const answers = await Promise.all([first, ...queued])
+    const readiness = await ready
+    proxy.restore()
+
+    for (const answer of answers) {
+      expect(answer.status).toBe(503)
+      expect(answer.body).toMatchObject({
+        _tag: "StorageUnavailable",
+        message: expect.stringMatching(/retry/),
+      })
+    }
+    expect(answers[0]?.body).toMatchObject({ message: expect.stringMatching(/may have been stored/) })
+    expect(readiness.status).toBe(503)
+    // The bound is DB_TIMEOUT; the slack covers a loaded machine, and stays below what a cancel or a second
+    // batch's own DB_TIMEOUT would add (each at least another DB_TIMEOUT).
+    const slowest = Math.max(readiness.ms, ...answers.map((a) => a.ms))
+    expect(slowest).toBeLessThan(dbTimeoutMs * 1.75)
+
+    const deadline = Date.now() + 30_000
+    while ((await call(server.url, "/readyz")).status !== 200 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    // Every retry with its key answers 200, and each key is stored exactly once whatever the stall did.
+    for (const [i, key] of keys.entries()) {
+      expect((await save(0.5 + i * 0.08, key)).status).toBe(200)
+      expect((await save(0.5 + i * 0.08, key)).status).toBe(200)
+    }
+    expect(await server.stop("SIGTERM")).toBe(0)
+    const rows = await storage.query<{ request_id: string; n: number }>(
+      "SELECT request_id::text, count(*)::int AS n FROM clicks WHERE page_uuid = $1 AND request_id IS NOT NULL GROUP BY request_id",
+      [page],
+    )
+    expect(rows.filter((r) => keys.includes(r.request_id)).map((r) => r.n)).toEqual(keys.map(() => 1))
+    const seqs = await storage.query<{ seq: number }>(
+      "SELECT seq::int AS seq FROM clicks WHERE page_uuid = $1 ORDER BY seq",
+      [page],
+    )
+    expect(seqs.map((r) => r.seq)).toEqual(seqs.map((_, i) => i + 1))
+  })
+})

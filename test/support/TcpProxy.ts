@@ -1,12 +1,15 @@
 import { createConnection, createServer, type Server, type Socket } from "node:net"
 
 /**
- * A TCP proxy in front of a server that a test can cut (every connection dropped, new ones refused) and restore,
- * to play a database outage without touching the database itself.
+ * A TCP proxy in front of a server that a test can cut (every connection dropped, new ones refused) or stall
+ * (connections stay open, nothing is forwarded either way) and restore, to play a database outage without
+ * touching the database itself.
  */
 export class TcpProxy {
   private readonly sockets = new Set<Socket>()
   private up = true
+  private stalled = false
+  private readonly held: Array<[Socket, Buffer]> = []
 
   private constructor(
     private readonly server: Server,
@@ -30,8 +33,15 @@ export class TcpProxy {
             upstream.destroy()
           })
         }
-        client.pipe(upstream)
-        upstream.pipe(client)
+        // Forwarded by hand rather than piped, so a stall holds the bytes (in order) instead of passing them on.
+        const forward = (to: Socket) => (chunk: Buffer) => {
+          if (proxy?.stalled === true) proxy.held.push([to, chunk])
+          else to.write(chunk)
+        }
+        client.on("data", forward(upstream))
+        upstream.on("data", forward(client))
+        client.on("end", () => upstream.end())
+        upstream.on("end", () => client.end())
       })
       server.once("error", reject)
       server.listen(0, "127.0.0.1", () => {
@@ -45,12 +55,20 @@ export class TcpProxy {
   /** Drops every open connection and refuses new ones. */
   cut(): void {
     this.up = false
+    this.held.length = 0
     for (const s of this.sockets) s.destroy()
     this.sockets.clear()
   }
 
+  /** Keeps every connection open and accepts new ones, but forwards nothing until `restore`. */
+  stall(): void {
+    this.stalled = true
+  }
+
   restore(): void {
     this.up = true
+    this.stalled = false
+    for (const [to, chunk] of this.held.splice(0)) if (!to.destroyed) to.write(chunk)
   }
 
   close(): Promise<void> {
