@@ -209,7 +209,7 @@ export class AdminApi extends HttpApiGroup.make("admin")
       .addError(StorageUnavailable)
       .annotate(
         OpenApi.Description,
-        "Streams one row per cluster of every page's latest snapshot (or one page's): page_uuid, cluster_idx, centroid_x, centroid_y, click_count, first_click_at, last_click_at, snapshot_seq. format=ndjson answers application/x-ndjson, format=csv answers text/csv with a header line. Clicks after a page's snapshot_seq are not included.",
+        "Streams one row per cluster of every page (or one page's) as of the request: page_uuid, cluster_idx, centroid_x, centroid_y, click_count, first_click_at, last_click_at, seq. Each page is rebuilt from its latest snapshot and the clicks stored after it, so every click acknowledged before the request is included; seq is the page's last click the row includes. format=ndjson answers application/x-ndjson, format=csv answers text/csv with a header line.",
       ),
   )
   .middleware(AdminAuth) {}
