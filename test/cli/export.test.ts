@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { SnapshotStore } from "../../src/persistence/SnapshotStore.ts"
+import { ServerProcess } from "../support/ServerProcess.ts"
 import { storageLayer } from "../support/StorageLayer.ts"
 import { type StorageMode, storageModes } from "../support/StorageModes.ts"
 
@@ -116,6 +117,49 @@ describe.each(storageModes())("npm run export, $name storage", ({ name, make }) 
     expect(code).not.toBe(0)
     expect(stderr).toMatch(/ndjson, csv/)
     expect(existsSync(file)).toBe(false)
+  })
+
+  it("writes the same rows as the HTTP export, right after saves that no snapshot covers yet", async () => {
+    const server = await ServerProcess.start({
+      ...storage.env,
+      SNAPSHOT_EVERY: "1000",
+      SNAPSHOT_INTERVAL: "1 hour",
+    })
+    let served: string
+    try {
+      for (const [page, x, y] of [
+        ["saved/one", 0.1, 0.1],
+        ["saved/two", 0.5, 0.5],
+        ["saved/one", 0.11, 0.12],
+        ["saved/one", 0.9, 0.9],
+      ] as const) {
+        const response = await fetch(`${server.url}/save_click_and_predict_cluster`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ page_uuid: page, coordinates: { x, y } }),
+        })
+        expect(response.status).toBe(200)
+      }
+      const response = await fetch(`${server.url}/snapshots/export?format=csv`)
+      expect(response.status).toBe(200)
+      served = await response.text()
+    } finally {
+      // Killed, so no snapshot is written at shutdown: the command too rebuilds the new pages from clicks alone.
+      await server.stop("SIGKILL")
+    }
+    const saved = served.split("\n").filter((line) => line.startsWith("saved/"))
+    expect(
+      saved.map((line) => line.split(",").slice(0, 5).concat(line.split(",").slice(7)).join(",")),
+    ).toEqual([
+      "saved/one,0,0.10500000000000001,0.11,2,3",
+      "saved/one,1,0.9,0.9,1,3",
+      "saved/two,0,0.5,0.5,1,1",
+    ])
+
+    const file = join(out, "same.csv")
+    const { code, stderr } = await runExport(storage.env, ["--format", "csv", "--out", file])
+    expect(code, stderr).toBe(0)
+    expect(readFileSync(file, "utf8")).toBe(served)
   })
 
   // Registered in the storage mode it concerns only (rather than reported as skipped in the other).
