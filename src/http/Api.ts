@@ -1,5 +1,6 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
-import { Schema } from "effect"
+import { Predicate, Schema } from "effect"
+import packageJson from "../../package.json" with { type: "json" }
 import { IdempotencyConflict, PageBusy, PageNotFound, StorageUnavailable } from "../actors/PageErrors.ts"
 import { ExportFormat } from "../persistence/ExportFormat.ts"
 import { AdminAuth } from "./AdminAuth.ts"
@@ -7,9 +8,23 @@ import { AdminAuth } from "./AdminAuth.ts"
 /** A relative position on the page: a finite number in [0, 1]. */
 const Coordinate = Schema.Number.pipe(Schema.finite(), Schema.between(0, 1))
 
+/** A lone UTF-16 surrogate (not half of a pair): in Unicode mode a well-formed pair is one code point, not Cs. */
+const loneSurrogate = /\p{Cs}/u
+
+/**
+ * A page id, checked once here for every route that takes one (bodies, query, path). Postgres text holds neither
+ * NUL nor lone surrogates (they became U+FFFD, so distinct pages in memory shared one stored page).
+ */
 export const PageUuid = Schema.String.pipe(
   Schema.minLength(1, { message: () => "page_uuid must not be empty" }),
   Schema.maxLength(512, { message: () => "page_uuid must be at most 512 characters" }),
+  Schema.filter((s) => !loneSurrogate.test(s) && !s.includes("\u0000"), {
+    message: () => "page_uuid must be well-formed Unicode without NUL (no lone surrogates, no \\u0000)",
+    title: "PageUuid",
+    description:
+      "An opaque page id: 1 to 512 characters (UTF-16 code units) of well-formed Unicode without NUL (no lone surrogates, no \\u0000).",
+    jsonSchema: {},
+  }),
 )
 
 /** A tracker's click; unknown fields are ignored. */
@@ -45,7 +60,7 @@ export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()(
   HttpApiSchema.annotations({ status: 422 }),
 ) {}
 
-/** A body that is not JSON at all (or could not be read). */
+/** A body that is not JSON at all (or not UTF-8, or could not be read), or a URL that is not percent-encoded UTF-8. */
 export class MalformedRequest extends Schema.TaggedError<MalformedRequest>()(
   "MalformedRequest",
   { message: Schema.String },
@@ -57,6 +72,13 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()(
   "PayloadTooLarge",
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 413 }),
+) {}
+
+/** A body sent as a media type the endpoint does not read (form encoding, multipart, octet-stream, none...). */
+export class UnsupportedMediaType extends Schema.TaggedError<UnsupportedMediaType>()(
+  "UnsupportedMediaType",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 415 }),
 ) {}
 
 /** No such route. */
@@ -97,10 +119,25 @@ const predict = <const Name extends string>(name: Name, path: `/${string}`) =>
 
 /** The trackers' contract (CONTRACT.md): paths, bodies and answers are fixed. */
 export class TrackerApi extends HttpApiGroup.make("tracker")
-  .add(save("saveClick", TrackerPostPaths.saveClick))
-  .add(save("newClick", TrackerPostPaths.newClick))
-  .add(predict("predictCluster", TrackerPostPaths.predictCluster))
-  .add(predict("predictClick", TrackerPostPaths.predictClick))
+  .add(
+    save("saveClick", TrackerPostPaths.saveClick).annotate(
+      OpenApi.Summary,
+      "Save a click, answer its cluster",
+    ),
+  )
+  .add(save("newClick", TrackerPostPaths.newClick).annotate(OpenApi.Summary, "Save a click (alias)"))
+  .add(
+    predict("predictCluster", TrackerPostPaths.predictCluster).annotate(
+      OpenApi.Summary,
+      "The cluster a click would join",
+    ),
+  )
+  .add(
+    predict("predictClick", TrackerPostPaths.predictClick).annotate(
+      OpenApi.Summary,
+      "The cluster a click would join (alias)",
+    ),
+  )
   .add(
     HttpApiEndpoint.get("bestCluster", "/get_best_cluster")
       .setUrlParams(Schema.Struct({ page_uuid: PageUuid }))
@@ -108,18 +145,77 @@ export class TrackerApi extends HttpApiGroup.make("tracker")
       .addError(PageNotFound)
       .addError(PageBusy)
       .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "A page's biggest cluster")
       .annotate(OpenApi.Description, "The page's cluster with the most clicks, with every click in it."),
   )
-  .add(HttpApiEndpoint.get("version", "/").addSuccess(Schema.Struct({ version: Schema.Literal(0) }))) {}
+  .add(
+    HttpApiEndpoint.get("version", "/")
+      .addSuccess(Schema.Struct({ version: Schema.Literal(0) }))
+      .annotate(OpenApi.Summary, "The contract's version")
+      .annotate(
+        OpenApi.Description,
+        'Always `{"version": 0}`: the trackers\' contract this service implements.',
+      ),
+  ) {}
 
 const PageParam = HttpApiSchema.param("page_uuid", PageUuid)
 
-/** An ISO-8601 instant, e.g. 2026-11-25T00:00:00Z. */
+/**
+ * The instants an activity series may span: four-digit years, 0001 to 9999 in UTC. The database holds no year 0 and
+ * `toISOString` writes years past 9999 with a sign that it cannot read, so anything outside is refused up front.
+ */
+const InstantRange = {
+  earliest: "0001-01-01T00:00:00.000Z",
+  latest: "9999-12-31T23:59:59.999Z",
+} as const
+
+const instantFormat =
+  "an RFC 3339 date-time with a zone such as 2026-11-25T00:00:00Z or 2026-11-25T01:00:00+01:00 (a + in a URL is sent as %2B), or a date such as 2026-11-25 (UTC midnight)"
+
+/**
+ * An instant as RFC 3339 writes it (or a bare date, read as UTC midnight), not whatever `Date.parse` makes of a
+ * string: it reads "1" as 2001 in local time and rolls 2026-02-30 over to March.
+ */
 const Instant = Schema.String.pipe(
-  Schema.filter(
-    (s) => !Number.isNaN(Date.parse(s)) || "must be an ISO-8601 date-time such as 2026-11-25T00:00:00Z",
+  Schema.pattern(
+    /^\d{4}-\d{2}-\d{2}(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d))?$/,
+    {
+      message: () => `must be ${instantFormat}`,
+      description: `${instantFormat}; between ${InstantRange.earliest} and ${InstantRange.latest} (UTC)`,
+    },
   ),
+  Schema.filter((s) => {
+    const date = s.slice(0, 10)
+    const midnight = Date.parse(`${date}T00:00:00Z`)
+    return (
+      (!Number.isNaN(midnight) && new Date(midnight).toISOString().startsWith(date)) ||
+      `${date} is not a calendar date`
+    )
+  }),
+  Schema.filter((s) => {
+    const t = Date.parse(s)
+    return (
+      (t >= Date.parse(InstantRange.earliest) && t <= Date.parse(InstantRange.latest)) ||
+      `must be between ${InstantRange.earliest} and ${InstantRange.latest} (UTC)`
+    )
+  }),
 )
+
+const clusterIdxFormat = "a cluster index: decimal digits, 0 to 2147483647"
+
+/**
+ * A cluster index in a query: decimal digits only, within the database's int. `Number` would also read "1e3",
+ * " 5" and "0x10", and anything past 2^31 - 1 failed in SQL as a 503.
+ */
+const ClusterIdxParam = Schema.compose(
+  Schema.String.pipe(
+    Schema.pattern(/^\d{1,10}$/, {
+      message: () => `must be ${clusterIdxFormat}`,
+      description: clusterIdxFormat,
+    }),
+  ),
+  Schema.NumberFromString,
+).pipe(Schema.lessThanOrEqualTo(2_147_483_647, { message: () => `must be ${clusterIdxFormat}` }))
 
 export const ClusterInfo = Schema.Struct({
   cluster_idx: Schema.Int,
@@ -129,7 +225,10 @@ export const ClusterInfo = Schema.Struct({
   last_click_at: Schema.String,
 })
 
-export const Granularity = Schema.Literal("hour", "day", "week", "month")
+export const Granularity = Schema.Literal("hour", "day", "week", "month").annotations({
+  // override: one issue naming the choices, not one per literal.
+  message: () => ({ message: "must be one of hour, day, week, month", override: true }),
+})
 
 export const Activity = Schema.Struct({
   page_uuid: Schema.String,
@@ -148,6 +247,7 @@ export class PagesApi extends HttpApiGroup.make("pages")
       .addError(PageNotFound)
       .addError(PageBusy)
       .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "A page's clusters")
       .annotate(
         OpenApi.Description,
         "Every cluster of a page: index, centroid, click count, first and last click time. A page_uuid with a slash is sent URL-encoded (%2F).",
@@ -160,14 +260,16 @@ export class PagesApi extends HttpApiGroup.make("pages")
           granularity: Granularity,
           from: Instant,
           to: Instant,
-          cluster_idx: Schema.optional(Schema.NumberFromString.pipe(Schema.int(), Schema.nonNegative())),
+          // exact: a query has no undefined values, and a bad index is then one issue, not two.
+          cluster_idx: Schema.optionalWith(ClusterIdxParam, { exact: true }),
         }),
       )
       .addSuccess(Activity)
       .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "A page's clicks per period")
       .annotate(
         OpenApi.Description,
-        "Clicks per period (UTC), zero-filled, over [from, to); at most 10,000 periods. Optionally of one cluster.",
+        `Clicks per period (UTC), zero-filled, over [from, to); at most 10,000 periods. Optionally of one cluster. from and to lie between ${InstantRange.earliest} and ${InstantRange.latest}.`,
       ),
   ) {}
 
@@ -183,12 +285,14 @@ export class OpsApi extends HttpApiGroup.make("ops")
   .add(
     HttpApiEndpoint.get("health", "/healthz")
       .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
+      .annotate(OpenApi.Summary, "Liveness probe")
       .annotate(OpenApi.Description, "Liveness: the process serves HTTP."),
   )
   .add(
     HttpApiEndpoint.get("ready", "/readyz")
       .addSuccess(Schema.Struct({ status: Schema.Literal("ready") }))
       .addError(NotReady)
+      .annotate(OpenApi.Summary, "Readiness probe")
       .annotate(
         OpenApi.Description,
         "Readiness: the database answers and its schema is migrated; 503 with the reason otherwise.",
@@ -197,6 +301,7 @@ export class OpsApi extends HttpApiGroup.make("ops")
   .add(
     HttpApiEndpoint.get("metrics", "/metrics")
       .addSuccess(HttpApiSchema.Text({ contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+      .annotate(OpenApi.Summary, "Prometheus metrics")
       .annotate(OpenApi.Description, "Prometheus text exposition."),
   ) {}
 
@@ -207,12 +312,70 @@ export class AdminApi extends HttpApiGroup.make("admin")
       .setUrlParams(Schema.Struct({ format: ExportFormat, page_uuid: Schema.optional(PageUuid) }))
       .addSuccess(HttpApiSchema.Text({ contentType: "application/x-ndjson" }))
       .addError(StorageUnavailable)
+      // The framework declares one media type per status; the export answers the one its format names.
+      .annotate(OpenApi.Transform, (operation) => ({
+        ...operation,
+        responses: {
+          ...operation.responses,
+          200: {
+            description: "The export, streamed as it is read, in the requested format",
+            content: {
+              "application/x-ndjson": {
+                schema: {
+                  type: "string",
+                  description: "format=ndjson: one JSON object per row, one row per line",
+                },
+              },
+              "text/csv": {
+                schema: { type: "string", description: "format=csv: a header line, then one line per row" },
+              },
+            },
+          },
+        },
+      }))
+      .annotate(OpenApi.Summary, "Export every page's clusters (CSV or NDJSON)")
       .annotate(
         OpenApi.Description,
         "Streams one row per cluster of every page (or one page's) as of the request: page_uuid, cluster_idx, centroid_x, centroid_y, click_count, first_click_at, last_click_at, seq. Each page is rebuilt from its latest snapshot and the clicks stored after it, so every click acknowledged before the request is included; seq is the page's last click the row includes. format=ndjson answers application/x-ndjson, format=csv answers text/csv with a header line.",
       ),
   )
   .middleware(AdminAuth) {}
+
+/** Sets every `additionalProperties: false` inside a JSON schema free, in place. */
+const openObjects = (schema: unknown): void => {
+  if (!Predicate.isObject(schema)) return
+  if ("additionalProperties" in schema && schema.additionalProperties === false)
+    Reflect.deleteProperty(schema, "additionalProperties")
+  for (const value of Object.values(schema)) openObjects(value)
+}
+
+/** The 400 every endpoint may answer. */
+const malformedAnswer = {
+  description: "The body is not JSON (or not UTF-8), or the URL is not percent-encoded UTF-8",
+  content: { "application/json": { schema: { $ref: "#/components/schemas/MalformedRequest" } } },
+}
+
+/**
+ * The generated document, corrected where the framework's defaults describe something the service does not do:
+ * a 400 is always MalformedRequest (a body or query that does not fit is InvalidRequest, 422; the framework's
+ * HttpApiDecodeError never reaches a client), and request bodies accept unknown fields (CONTRACT.md: they are
+ * ignored), so they are not `additionalProperties: false`. The framework hands the document over untyped.
+ */
+const asServed = (spec: Record<string, unknown>): Record<string, unknown> => {
+  for (const item of Predicate.isRecord(spec.paths) ? Object.values(spec.paths) : []) {
+    for (const operation of Predicate.isRecord(item) ? Object.values(item) : []) {
+      if (!Predicate.isRecord(operation)) continue
+      if (Predicate.isRecord(operation.responses)) operation.responses[400] = malformedAnswer
+      openObjects(operation.requestBody)
+    }
+  }
+  // The framework's decode error and the schemas only it refers to.
+  const components = spec.components
+  if (Predicate.isRecord(components) && Predicate.isRecord(components.schemas)) {
+    for (const unused of ["HttpApiDecodeError", "Issue", "PropertyKey"]) delete components.schemas[unused]
+  }
+  return spec
+}
 
 export class Api extends HttpApi.make("click-clusters")
   .add(TrackerApi)
@@ -222,8 +385,11 @@ export class Api extends HttpApi.make("click-clusters")
   .addError(InvalidRequest)
   .addError(MalformedRequest)
   .addError(PayloadTooLarge)
+  .addError(UnsupportedMediaType)
   .addError(RouteNotFound)
   .annotate(OpenApi.Title, "Click clusters")
+  .annotate(OpenApi.Version, packageJson.version)
+  .annotate(OpenApi.Transform, asServed)
   .annotate(
     OpenApi.Description,
     "Online clustering of page clicks, one actor per page, every click durable.",
