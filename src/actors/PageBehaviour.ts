@@ -1,6 +1,7 @@
 import { Deferred, Duration, Effect, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { PageClusters } from "../domain/PageClusters.ts"
+import { PageReplay } from "../domain/PageReplay.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { ClickLog, Incarnation } from "../persistence/ClickLog.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
@@ -51,26 +52,17 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     const recover = (page: string, deadline?: number) =>
       Effect.gen(function* () {
         const start = performance.now()
-        const snapshot = Option.filter(yield* snapshots.latest(page), (s) => s.radius === radius)
-        const clusters = Option.match(snapshot, {
-          onNone: () => new PageClusters(radius),
-          onSome: (s) => PageClusters.fromSnapshot(radius, s.clusters),
-        })
-        const from = Option.match(snapshot, { onNone: () => 0, onSome: (s) => s.seq })
-        const rows = yield* clicks.clicksAfter(page, from)
-        let seq = from
-        for (const [x, y, , at, rowSeq] of rows) {
-          clusters.assign(x, y, at)
-          seq = rowSeq
-        }
+        const replay = new PageReplay(radius, Option.getOrUndefined(yield* snapshots.latest(page)))
+        replay.apply(yield* clicks.clicksAfter(page, replay.snapshotSeq))
+        const clusters = replay.clusters
         clusters.compact()
         const state: PageState = {
           page,
           clusters,
           incarnation: new Incarnation(),
-          seq,
+          seq: replay.seq,
           lastCommit: CommitTicket.committed,
-          snapshotSeq: from,
+          snapshotSeq: replay.snapshotSeq,
           snapshotAt: Date.now(),
           answered: undefined, // made on the first save with a request id: most pages never need it
         }

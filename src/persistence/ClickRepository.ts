@@ -1,8 +1,9 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
+import type { ReplayedClick } from "../domain/PageReplay.ts"
 
-/** A stored click as recovery replays it: [x, y, cluster_idx, created_at in epoch ms, seq]. */
-export type StoredClick = readonly [x: number, y: number, clusterIdx: number, at: number, seq: number]
+/** A stored click as recovery replays it. */
+type StoredClick = ReplayedClick
 
 const toStoredClick = (row: ReadonlyArray<unknown>): StoredClick => [
   Number(row[0]),
