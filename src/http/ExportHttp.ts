@@ -4,6 +4,7 @@ import { Effect, Layer, Stream } from "effect"
 import { storageUnavailable } from "../actors/StorageFailure.ts"
 import { AppConfig } from "../Config.ts"
 import { ClusterExport } from "../persistence/ClusterExport.ts"
+import { withDeadline } from "../persistence/DatabaseDeadline.ts"
 import { contentType, encodeRows } from "../persistence/ExportFormat.ts"
 import { AdminAuthLive } from "./AdminAuthLive.ts"
 import { Api } from "./Api.ts"
@@ -18,7 +19,7 @@ export const ExportHttpLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
       Effect.gen(function* () {
         const rows = yield* clusters
           .rows({ page: urlParams.page_uuid })
-          .pipe(Effect.timeout(config.dbTimeout), Effect.catchAll(storageUnavailable("reading the clusters")))
+          .pipe(withDeadline(config.dbTimeout), Effect.catchAll(storageUnavailable("reading the clusters")))
         const body = rows.pipe(
           encodeRows(urlParams.format),
           // The status line is gone by now: a read that fails mid-export can only cut the connection, so the
