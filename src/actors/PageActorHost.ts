@@ -16,6 +16,8 @@ interface Actor {
   lastActive: number
   /** Set, together with its removal from the registry, when it passivates: it takes no message after that. */
   stopped: boolean
+  /** Came to life and has not finished its first messages yet: not counted against MAX_ACTIVE_PAGES until then. */
+  arriving: boolean
   /** Neighbours in the recency list (least recently used first), which picks the actors to evict. */
   older: Actor | undefined
   newer: Actor | undefined
@@ -33,11 +35,11 @@ const EVICTION_SCAN = 32
  * serves its bounded mailbox strictly in order, one message at a time: a message that finds the actor idle is
  * served by its sender's fiber, and messages that arrive meanwhile by a fiber of the actor's own, which ends when
  * the mailbox is empty. An idle page costs its state and nothing more (no parked fiber, no timer). At most
- * `MAX_ACTIVE_PAGES` pages stay in memory: a new page evicts the least recently used quiet ones (snapshot first);
- * when none is quiet the bound is exceeded until the sweeper finds them quiet, since pending work is never
- * dropped. A page with no clicks leaves memory as soon as its message is answered. One sweeper passivates pages
- * idle for `ACTOR_IDLE_TIMEOUT` (snapshot first) and snapshots idle pages that are due. Pages never wait for one
- * another.
+ * `MAX_ACTIVE_PAGES` pages stay in memory: a page kept beyond it evicts the least recently used quiet ones (snapshot
+ * first); pages being recovered, and busy pages when none is quiet, exceed it until they are quiet, since pending
+ * work is never dropped. A page with no clicks leaves memory as soon as its message is answered. One sweeper
+ * passivates pages idle for `ACTOR_IDLE_TIMEOUT` (snapshot first) and snapshots idle pages that are due. Pages
+ * never wait for one another.
  */
 export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageActorHost", {
   scoped: Effect.gen(function* () {
@@ -57,6 +59,11 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
      */
     let oldest: Actor | undefined
     let newest: Actor | undefined
+    /**
+     * Actors still serving their first messages (recovering, mostly). The bound counts the others only: a page
+     * found to have no clicks leaves without having taken anyone's place.
+     */
+    let arriving = 0
     let accepting = true
 
     metrics.observeActors({
@@ -128,7 +135,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     /** Evicts quiet actors, least recently used first, until at most `limit` remain or `scan` were looked at. */
     const evictDownTo = (limit: number, scan: number) => {
       let actor = oldest
-      for (let looked = 0; actors.size > limit && actor !== undefined && looked < scan; looked++) {
+      for (let looked = 0; actors.size - arriving > limit && actor !== undefined && looked < scan; looked++) {
         const next = actor.newer
         if (quiet(actor)) {
           passivate(actor)
@@ -142,11 +149,17 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
      * The actor has served its mailbox. A page with no clicks (an unknown page's read, or a page whose first
      * recovery failed) is not kept: its state is what any later message recovers again, and keeping it would let
      * reads of unknown pages fill memory. Runs in the same step as the emptiness check, so no message can be
-     * waiting in it.
+     * waiting in it. A page that is kept makes room for itself within MAX_ACTIVE_PAGES only now, not when it
+     * arrived, so reads of unknown pages never evict pages that have clicks.
      */
     const idle = (actor: Actor) => {
       actor.running = false
+      if (actor.arriving) {
+        actor.arriving = false
+        arriving--
+      }
       if (actor.mailbox.length === 0 && (actor.state === undefined || actor.state.seq === 0)) remove(actor)
+      else if (actors.size - arriving > maxActive) evictDownTo(maxActive, EVICTION_SCAN)
     }
 
     const snapshotInBackground = (state: PageState) => FiberSet.run(fibers, behaviour.takeSnapshot(state))
@@ -218,7 +231,6 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         const reply = yield* Deferred.make<A, E>()
         let actor = actors.get(page)
         if (actor === undefined) {
-          if (actors.size >= maxActive) evictDownTo(maxActive - 1, EVICTION_SCAN)
           actor = {
             page,
             mailbox: [],
@@ -226,10 +238,12 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
             running: false,
             lastActive: Date.now(),
             stopped: false,
+            arriving: true,
             older: undefined,
             newer: undefined,
           }
           actors.set(page, actor)
+          arriving++
           append(actor)
         } else {
           touch(actor)
@@ -282,7 +296,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
      */
     const sweep = Effect.gen(function* () {
       // Pages new pages could not evict (all busy then) go once they are quiet.
-      if (actors.size > maxActive) evictDownTo(maxActive, Number.POSITIVE_INFINITY)
+      if (actors.size - arriving > maxActive) evictDownTo(maxActive, Number.POSITIVE_INFINITY)
       const now = Date.now()
       for (const actor of actors.values()) {
         if (!quiet(actor)) continue

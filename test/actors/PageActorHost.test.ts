@@ -274,16 +274,18 @@ describe("PageActorHost memory bound (MAX_ACTIVE_PAGES)", () => {
     "leaves no page in memory after predicts, best-cluster and clusters reads of pages without clicks",
     () =>
       Effect.gen(function* () {
-        const { layer } = core({})
+        const { layer } = core({ MAX_ACTIVE_PAGES: "5" })
         yield* Effect.gen(function* () {
           const host = yield* PageActorHost
+          // Five pages with clicks fill the bound: reads of unknown pages must not evict them.
+          for (let p = 0; p < 5; p++) yield* host.save(`known/${p}`, 0.5, 0.5, null)
           const predicted = yield* Effect.forEach(
             Array.from({ length: 1000 }, (_, i) => `unknown/${i}`),
             (page) => host.predict(page, 0.5, 0.5),
             { concurrency: 16 },
           )
           expect(predicted.every((r) => r === null)).toBe(true)
-          expect(host.activeCount()).toBe(0)
+          expect(host.activeCount()).toBe(5)
           expect(Option.isNone(yield* host.largestCluster("unknown/a"))).toBe(true)
           expect(yield* host.clusters("unknown/b")).toEqual([])
           // A page whose reads come back to back (the second waits in the mailbox) goes too, once both are answered.
@@ -291,7 +293,8 @@ describe("PageActorHost memory bound (MAX_ACTIVE_PAGES)", () => {
             concurrency: "unbounded",
           })
           expect(both).toEqual([null, []])
-          expect(host.activeCount()).toBe(0)
+          expect(host.activeCount()).toBe(5)
+          expect(yield* evictions).toBe(0)
         }).pipe(Effect.scoped, Effect.provide(layer))
       }),
     60_000,
