@@ -6,6 +6,7 @@ import { storageUnavailable } from "../actors/StorageFailure.ts"
 import { AppConfig } from "../Config.ts"
 import { countPeriods, type Granularity } from "../domain/Periods.ts"
 import { ActivityRepository } from "../persistence/ActivityRepository.ts"
+import { withDeadline } from "../persistence/DatabaseDeadline.ts"
 import { Api, InvalidRequest } from "./Api.ts"
 import { notePage } from "./RequestObservability.ts"
 
@@ -59,7 +60,7 @@ export const PagesHttpLive = HttpApiBuilder.group(Api, "pages", (handlers) =>
           const series = yield* activity
             .series(path.page_uuid, granularity, from, to, clusterIdx)
             .pipe(
-              Effect.timeout(config.dbTimeout),
+              withDeadline(config.dbTimeout),
               Effect.catchAll(storageUnavailable("reading the activity series")),
             )
           return {
