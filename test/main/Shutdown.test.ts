@@ -97,7 +97,9 @@ describe.each(storageModes())("shutdown under load, $name storage", ({ make }) =
     }
     const clients = Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(i)))
     await warmedUp
+    const stopping = performance.now()
     const exitCode = await server.stop("SIGTERM")
+    const stopSeconds = (performance.now() - stopping) / 1000
     await clients
     agent.destroy()
     const logs = server.logs
