@@ -1,6 +1,16 @@
 import { HttpApiBuilder, HttpApiError, HttpServerError } from "@effect/platform"
 import { Cause, Effect, Option } from "effect"
-import { Api, InvalidRequest, MalformedRequest, RouteNotFound } from "./Api.ts"
+import { AppConfig } from "../Config.ts"
+import {
+  Api,
+  InvalidRequest,
+  type MalformedRequest,
+  type PayloadTooLarge,
+  RouteNotFound,
+  type UnsupportedMediaType,
+} from "./Api.ts"
+import { gateBodies } from "./BodyGate.ts"
+import { malformedJson } from "./RequestBody.ts"
 
 const formatPath = (path: ReadonlyArray<PropertyKey>) =>
   path.length === 0 ? "(body)" : path.map(String).join(".")
@@ -14,10 +24,6 @@ export const invalidRequest = (
     message: issues.map((i) => `${formatPath(i.path)}: ${i.message}`).join("; ") || fallbackMessage,
     issues: issues.map((i) => ({ path: formatPath(i.path), message: i.message })),
   })
-
-/** A body that could not be read as JSON, as the 400 answer; `reason` is what the reader said. */
-export const malformedJson = (reason: string) =>
-  new MalformedRequest({ message: `the request body could not be read as JSON (${reason})` })
 
 /**
  * The framework's own failures as our API's errors, so every client mistake gets its status and a JSON body:
@@ -40,13 +46,21 @@ const toApiError = (error: unknown): Option.Option<InvalidRequest | MalformedReq
   return Option.none()
 }
 
-export const ErrorResponsesLive = HttpApiBuilder.middleware(Api, (app) =>
-  Effect.catchAllCause(app, (cause) =>
-    // The framework turns an unreadable body into a defect (`orDie`), so look at defects too.
-    Cause.failureOption(cause).pipe(
-      Option.orElse(() => Cause.dieOption(cause)),
-      Option.flatMap(toApiError),
-      Option.match({ onNone: () => Effect.failCause(cause), onSome: Effect.fail }),
-    ),
-  ),
+type Refusal = InvalidRequest | MalformedRequest | PayloadTooLarge | UnsupportedMediaType | RouteNotFound
+
+/** The body gate (BodyGate.ts) in front of the API, and the framework's failures as the API's errors. */
+export const ErrorResponsesLive = HttpApiBuilder.middleware(
+  Api,
+  Effect.map(AppConfig, (config) => {
+    const gate = gateBodies(config.maxBodyBytes)
+    return (app) =>
+      Effect.catchAllCause(gate(app), (cause): Effect.Effect<never, Refusal> => {
+        // The framework turns an unreadable body into a defect (`orDie`), so look at defects too.
+        const error = Cause.failureOption(cause).pipe(
+          Option.orElse(() => Cause.dieOption(cause)),
+          Option.flatMap(toApiError),
+        )
+        return Option.isSome(error) ? Effect.fail(error.value) : Effect.failCause(cause)
+      })
+  }),
 )

@@ -51,29 +51,11 @@ export const routeOf = (url: string) => {
   return "unmatched"
 }
 
-/**
- * A body announced larger than the limit is refused before it is read. One sent without a length (chunked) is cut
- * off at the limit by the body reader instead, which closes the connection.
- */
-const tooLarge = Effect.succeed(
-  HttpServerResponse.unsafeJson(
-    { _tag: "PayloadTooLarge", message: "the request body is larger than the limit (MAX_BODY_BYTES)" },
-    { status: 413 },
-  ),
-)
-
-/** No endpoint takes multipart bodies; the framework's multipart parser would fail on some of them with a 500. */
-const multipartRefused = Effect.succeed(
-  HttpServerResponse.unsafeJson(
-    { _tag: "UnsupportedMediaType", message: "multipart bodies are not accepted; send application/json" },
-    { status: 415 },
-  ),
-)
-
 export const requestIdPattern = /^[\w.:-]{1,128}$/
 
 /**
- * Around every request: the body size limit, an `x-request-id` on the response (the client's own when it sent a sane one), the HTTP
+ * Around every request: the body size limit for the framework's readers (the body gate in front of the API,
+ * BodyGate.ts, refuses what is over it), an `x-request-id` on the response (the client's own when it sent a sane one), the HTTP
  * metrics by route and status, and at debug level one log line with route, page, status, latency and request id.
  */
 export const observeRequests = HttpMiddleware.make((app) =>
@@ -89,14 +71,7 @@ export const observeRequests = HttpMiddleware.make((app) =>
     yield* HttpApp.appendPreResponseHandler((_, response) =>
       Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId)),
     )
-    const declared = Number(request.headers["content-length"] ?? 0)
-    const refusal =
-      declared > config.maxBodyBytes
-        ? tooLarge
-        : request.headers["content-type"]?.toLowerCase().startsWith("multipart/")
-          ? multipartRefused
-          : undefined
-    const exit = yield* (refusal ?? app).pipe(
+    const exit = yield* app.pipe(
       Effect.locally(currentRequestFacts, facts),
       HttpIncomingMessage.withMaxBodySize(Option.some(config.maxBodyBytes)),
       Effect.exit,

@@ -7,8 +7,16 @@ import { IdempotencyConflict, PageBusy, StorageUnavailable } from "../actors/Pag
 import type { SaveReply } from "../actors/PageProtocol.ts"
 import { AppConfig } from "../Config.ts"
 import { Metrics } from "../Metrics.ts"
-import { Click, InvalidRequest, MalformedRequest, SaveClick, TrackerPostPaths } from "./Api.ts"
-import { invalidRequest, malformedJson } from "./ErrorResponses.ts"
+import {
+  Click,
+  InvalidRequest,
+  MalformedRequest,
+  SaveClick,
+  TrackerPostPaths,
+  UnsupportedMediaType,
+} from "./Api.ts"
+import { invalidRequest } from "./ErrorResponses.ts"
+import { bodyText, malformedJson, mediaTypeProblem, textProblem, urlProblem } from "./RequestBody.ts"
 import { currentRequestFacts, type RequestFacts, requestIdPattern } from "./RequestObservability.ts"
 import { makeTrackerHandlers } from "./TrackerHandlers.ts"
 
@@ -19,6 +27,7 @@ const notServed = () => new StorageUnavailable({ message: "the request could not
 const FastLaneError = Schema.Union(
   InvalidRequest,
   MalformedRequest,
+  UnsupportedMediaType,
   PageBusy,
   StorageUnavailable,
   IdempotencyConflict,
@@ -29,6 +38,7 @@ const statusOf = (schema: Schema.Schema.Any) => HttpApiSchema.getStatus(schema.a
 const statusByTag: Record<FastLaneError["_tag"], number> = {
   InvalidRequest: statusOf(InvalidRequest),
   MalformedRequest: statusOf(MalformedRequest),
+  UnsupportedMediaType: statusOf(UnsupportedMediaType),
   PageBusy: statusOf(PageBusy),
   StorageUnavailable: statusOf(StorageUnavailable),
   IdempotencyConflict: statusOf(IdempotencyConflict),
@@ -51,16 +61,13 @@ const routes = new Map<string, Kind>([
   [TrackerPostPaths.predictClick, "predict"],
 ])
 
-const isJson = (contentType: string | undefined) =>
-  contentType !== undefined &&
-  (contentType === "application/json" || contentType.toLowerCase().startsWith("application/json"))
-
 /**
  * The trackers' two hot POST routes (and their aliases), answered straight from `node:http` in front of the
  * HttpApi: per request the framework costs several times what the work does (docs/benchmarks.md). The lane takes
- * only plain requests, decided from the headers before the body is read: a JSON body with a content length within
- * MAX_BODY_BYTES and no Idempotency-Key header; anything else goes to the HttpApi untouched. It decodes with the
- * API's own schemas and answers the API's own errors, records the same metrics, request id and log line, and
+ * only plain requests, decided from the headers before the body is read: a body with a content length within
+ * MAX_BODY_BYTES and no Idempotency-Key header; anything else goes to the HttpApi untouched. It checks the body by
+ * the HttpApi's gate's rules (RequestBody.ts), decodes with the API's own schemas and answers the API's own
+ * errors, records the same metrics, request id and log line, and
  * serves an idle page's actor synchronously (PageActorHost.saveNow / predictNow); a busy or cold page, or a save
  * with a request id, goes through the same handlers as the HttpApi, on a fiber.
  */
@@ -162,11 +169,20 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
     }
 
     /** Answers one request of the lane: refused (400/422), served by an idle actor now, or sent as a message. */
-    const serve = (kind: Kind, text: string, answer: Answer) => {
+    const serve = (kind: Kind, bytes: Buffer, answer: Answer) => {
+      const text = bodyText(bytes)
+      if (typeof text !== "string") {
+        served.refused.inc()
+        return answerError(answer, text)
+      }
+      const problem = textProblem(text)
+      if (problem !== undefined) {
+        served.refused.inc()
+        return answerError(answer, problem)
+      }
       let body: unknown
       try {
-        // An empty body reads as null, as in the HttpApi.
-        body = text.length === 0 ? null : JSON.parse(text)
+        body = JSON.parse(text)
       } catch {
         served.refused.inc()
         // "Decode": what the HttpApi's body reader says of the same body.
@@ -224,7 +240,6 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
       const headers = request.headers
       const length = headers["content-length"]
       if (
-        !isJson(headers["content-type"]) ||
         length === undefined ||
         !(Number(length) <= config.maxBodyBytes) ||
         headers["idempotency-key"] !== undefined
@@ -236,14 +251,25 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
       const requestId = typeof given === "string" && requestIdPattern.test(given) ? given : randomUUID()
       const answer: Answer = (status, body, page) =>
         finish(response, route, started, requestId, page, status, body)
-      let text = ""
-      request.setEncoding("utf8")
-      request.on("data", (chunk: string) => {
-        text += chunk
+      // Refused before the body is read, as the HttpApi's gate does; Node drains the unread body.
+      const refusal =
+        (route === url ? undefined : urlProblem(url)) ?? mediaTypeProblem(headers["content-type"])
+      if (refusal !== undefined) {
+        served.refused.inc()
+        answerError(answer, refusal)
+        return true
+      }
+      const chunks: Array<Buffer> = []
+      request.on("data", (chunk: Buffer) => {
+        chunks.push(chunk)
       })
       request.on("end", () => {
         try {
-          serve(kind, text, answer)
+          serve(
+            kind,
+            chunks.length === 1 && chunks[0] !== undefined ? chunks[0] : Buffer.concat(chunks),
+            answer,
+          )
         } catch (defect) {
           // A bug, not the client's doing: logged, answered 503 like a failed page message.
           run(Effect.logError("a tracker request failed unexpectedly", Cause.die(defect)))

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { ServerProcess } from "../support/ServerProcess.ts"
 import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+import { post as postIn } from "./Lanes.ts"
 
 const page = `invalid-input-${Date.now()}`
 
@@ -96,5 +97,108 @@ describe.each(storageModes())("invalid input, $name storage", ({ make }) => {
     const best = await fetch(`${server.url}/get_best_cluster?page_uuid=${encodeURIComponent("never-seen")}`)
     expect(best.status).toBe(404)
     expect((await answerOf(best))._tag).toBe("PageNotFound")
+  })
+
+  it("refuses page ids with lone surrogates or NUL (422) and URLs whose escapes are not UTF-8 (400) on every route, in both lanes, and stores nothing", async () => {
+    const prefix = `${page}-unicode`
+    const trackerPaths = [
+      "/save_click_and_predict_cluster",
+      "/new_click",
+      "/predict_cluster",
+      "/predict_click",
+    ]
+    // As JSON escapes: JSON.stringify writes a lone surrogate as \udXXX.
+    for (const id of [`${prefix}\ud800`, `${prefix}\udfff`, `\udc00${prefix}`, `${prefix}\u0000`]) {
+      const body = JSON.stringify({ page_uuid: id, coordinates: { x: 0.5, y: 0.5 } })
+      for (const path of trackerPaths)
+        for (const lane of ["fast", "api"] as const) {
+          const answer = await postIn(server.url, path, body, lane)
+          expect(answer.status, `${path} ${lane} ${body}`).toBe(422)
+          const error = JSON.parse(answer.body) as ErrorAnswer
+          expect(error._tag).toBe("InvalidRequest")
+          expect(error.issues).toContainEqual({
+            path: "page_uuid",
+            message: expect.stringMatching(/well-formed Unicode without NUL/),
+          })
+        }
+    }
+    const activity = "granularity=day&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z"
+    const routes = (id: string) => [
+      `/get_best_cluster?page_uuid=${id}`,
+      `/pages/${id}/clusters`,
+      `/pages/${id}/activity?${activity}`,
+      `/snapshots/export?format=ndjson&page_uuid=${id}`,
+    ]
+    for (const url of routes(`${encodeURIComponent(prefix)}%00`)) {
+      const response = await fetch(`${server.url}${url}`)
+      expect(response.status, url).toBe(422)
+      expect((await answerOf(response)).message).toMatch(/well-formed Unicode without NUL/)
+    }
+    // Escapes that decode to no UTF-8 (a surrogate, an overlong NUL, a stray byte, no hex): the router and the query
+    // parser used to keep these undecoded, i.e. as another page id.
+    for (const bad of ["%ED%A0%80", "%C0%80", "%FF", "%ZZ", "%"])
+      for (const url of [
+        ...routes(`${encodeURIComponent(prefix)}${bad}`),
+        `/save_click_and_predict_cluster?page_uuid=${bad}`,
+      ]) {
+        const response = url.startsWith("/save")
+          ? await post(
+              server.url,
+              url,
+              JSON.stringify({ page_uuid: prefix, coordinates: { x: 0.5, y: 0.5 } }),
+            )
+          : await fetch(`${server.url}${url}`)
+        expect(response.status, url).toBe(400)
+        expect(await answerOf(response)).toMatchObject({
+          _tag: "MalformedRequest",
+          message: expect.stringMatching(/percent-encoded UTF-8/),
+        })
+      }
+
+    expect(await server.stop()).toBe(0)
+    const rows = await storage.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM clicks WHERE page_uuid LIKE $1 OR page_uuid LIKE $2",
+      [`${prefix}%`, `%${prefix}`],
+    )
+    expect(rows[0]?.n).toBe(0)
+  })
+
+  it("answers a body over MAX_BODY_BYTES 413 with JSON, sent chunked or with a length, stores nothing and goes on", async () => {
+    server = await ServerProcess.start({ ...storage.env, MAX_BODY_BYTES: "4096" })
+    const target = `${page}-large`
+    const large = JSON.stringify({
+      page_uuid: target,
+      coordinates: { x: 0.5, y: 0.5 },
+      pad: "x".repeat(20_000),
+    })
+    for (const [lane, chunks] of [
+      ["api", 1],
+      ["api", 40],
+      ["fast", 1],
+    ] as const) {
+      const answer = await postIn(server.url, "/save_click_and_predict_cluster", large, lane, {}, chunks)
+      expect(answer.status, `${lane} ${chunks}`).toBe(413)
+      expect(answer.contentType).toBe("application/json")
+      expect(JSON.parse(answer.body)).toEqual({
+        _tag: "PayloadTooLarge",
+        message: "the request body is larger than the limit (MAX_BODY_BYTES)",
+      })
+      expect(answer.connection).toBe("close")
+    }
+    // A chunked body within the limit is read whole; the page then holds exactly that one click.
+    const small = JSON.stringify({
+      page_uuid: target,
+      coordinates: { x: 0.5, y: 0.5 },
+      pad: "x".repeat(3000),
+    })
+    const saved = await postIn(server.url, "/save_click_and_predict_cluster", small, "api", {}, 30)
+    expect([saved.status, saved.body]).toEqual([200, '{"cluster_idx":0,"is_new":true}'])
+
+    expect(await server.stop()).toBe(0)
+    const rows = await storage.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM clicks WHERE page_uuid = $1",
+      [target],
+    )
+    expect(rows[0]?.n).toBe(1)
   })
 })

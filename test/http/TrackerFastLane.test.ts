@@ -1,54 +1,7 @@
-import { request } from "node:http"
 import { describe, expect, it } from "@effect/vitest"
 import { servedStorage } from "../support/ServedStorage.ts"
 import { storageModes } from "../support/StorageModes.ts"
-
-interface Answer {
-  readonly status: number
-  readonly contentType: string | undefined
-  readonly requestId: string | undefined
-  readonly body: string
-}
-
-/**
- * POSTs a body. With a content length the request is one the fast lane takes; sent chunked (no length) the same
- * body goes to the HttpApi: the two lanes' answers can be compared.
- */
-const post = (
-  url: string,
-  path: string,
-  body: string,
-  lane: "fast" | "api",
-  headers: Record<string, string> = {},
-) =>
-  new Promise<Answer>((resolve, reject) => {
-    const req = request(`${url}${path}`, {
-      method: "POST",
-      headers: {
-        "content-type": "application/json",
-        ...(lane === "fast" ? { "content-length": String(Buffer.byteLength(body)) } : {}),
-        ...headers,
-      },
-    })
-    req.on("error", reject)
-    req.on("response", (response) => {
-      let text = ""
-      response.setEncoding("utf8")
-      response.on("data", (chunk: string) => {
-        text += chunk
-      })
-      response.on("end", () =>
-        resolve({
-          status: response.statusCode ?? 0,
-          contentType: response.headers["content-type"],
-          requestId: response.headers["x-request-id"]?.toString(),
-          body: text,
-        }),
-      )
-    })
-    if (lane === "api") req.write(body)
-    req.end(lane === "fast" ? body : undefined)
-  })
+import { comparable, post } from "./Lanes.ts"
 
 const fastLaneCount = async (url: string, served: string) => {
   const text = await (await fetch(`${url}/metrics`)).text()
@@ -58,6 +11,14 @@ const fastLaneCount = async (url: string, served: string) => {
 
 const click = (page: unknown, x: unknown, y: unknown, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ page_uuid: page, coordinates: { x, y }, ...extra })
+
+/** A click body with `inner` inside `depth` arrays at one place (the body's own object adds a level, x two). */
+const nested = (depth: number, inner: string, where: "page_uuid" | "x" | "extra") => {
+  const value = `${"[".repeat(depth)}${inner}${"]".repeat(depth)}`
+  if (where === "page_uuid") return `{"page_uuid":${value},"coordinates":{"x":0.5,"y":0.5}}`
+  if (where === "x") return `{"page_uuid":"p","coordinates":{"x":${value},"y":0.5}}`
+  return `{"page_uuid":"p","coordinates":{"x":0.5,"y":0.5},"extra":${value}}`
+}
 
 /** Bodies no endpoint accepts: malformed JSON, wrong shapes, values out of range. */
 const refused: ReadonlyArray<string> = [
@@ -79,6 +40,24 @@ const refused: ReadonlyArray<string> = [
   '{"page_uuid":"p","coordinates":{"x":1e400,"y":0.5}}',
   '{"page_uuid":"p","coordinates":null}',
   '{"page_uuid":"p","coordinates":[0.5,0.5]}',
+  // Page ids Postgres would not store as sent: lone surrogates and NUL, as JSON escapes.
+  '{"page_uuid":"x\\ud800","coordinates":{"x":0.5,"y":0.5}}',
+  '{"page_uuid":"x\\udfff","coordinates":{"x":0.5,"y":0.5}}',
+  '{"page_uuid":"\\udc00\\ud800","coordinates":{"x":0.5,"y":0.5}}',
+  '{"page_uuid":"x\\u0000","coordinates":{"x":0.5,"y":0.5}}',
+  // Blank bodies: one answer, as for the empty one.
+  " ",
+  "\n\t\r ",
+  // Nested deeper than the limit (32), at several depths and places; once a stack overflow (500/503).
+  nested(33, '"p"', "page_uuid"),
+  nested(3000, "", "page_uuid"),
+  nested(8000, "", "page_uuid"),
+  nested(33, "0.5", "x"),
+  nested(3000, "0.5", "x"),
+  nested(32, "1", "extra"),
+  nested(5000, "1", "extra"),
+  `{"extra":${'{"a":'.repeat(2500)}1${"}".repeat(2500)},"page_uuid":"p","coordinates":{"x":0.5,"y":0.5}}`,
+  "[".repeat(6000),
 ]
 /** Saves also refuse a request id that is not a UUID (a prediction ignores the field). */
 const refusedSaves = [...refused, click("p", 0.5, 0.5, { request_id: "not-a-uuid" })]
@@ -100,18 +79,99 @@ describe.each(storageModes())("tracker fast lane, $name storage", ({ make }) => 
         for (const body of bodies) {
           const fast = await post(served.url, path, body, "fast")
           const api = await post(served.url, path, body, "api")
-          expect({ path, sent: body, ...fast, requestId: undefined }).toEqual({
-            path,
-            sent: body,
-            ...api,
-            requestId: undefined,
-          })
+          const sent = body.slice(0, 80)
+          expect({ path, sent, ...comparable(fast) }).toEqual({ path, sent, ...comparable(api) })
           expect([400, 422]).toContain(fast.status)
+          expect(fast.contentType).toBe("application/json")
+          expect(JSON.parse(fast.body)).toMatchObject({
+            _tag: expect.any(String),
+            message: expect.any(String),
+          })
         }
     }
     expect((await fastLaneCount(served.url, "refused")) - refusedBefore).toBe(
       2 * refused.length + 2 * refusedSaves.length,
     )
+  })
+
+  it("accepts a body nested to the limit and brackets inside strings, in both lanes", async () => {
+    const page = `${run}/nesting`
+    for (const body of [
+      nested(31, "1", "extra"),
+      click(`${page}/${"[".repeat(100)}`, 0.5, 0.5),
+      click(page, 0.5, 0.5, { note: '\\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[' }),
+    ]) {
+      const fast = await post(served.url, "/predict_cluster", body, "fast")
+      const api = await post(served.url, "/predict_cluster", body, "api")
+      expect({ sent: body, ...comparable(fast) }).toEqual({ sent: body, ...comparable(api) })
+      expect(fast.status, body).toBe(200)
+    }
+  })
+
+  it("refuses bodies that are not JSON media types with 415, takes JSON in any JSON media type, in both lanes", async () => {
+    const body = (lane: string) => click(`${run}/media-${lane}`, 0.5, 0.5)
+    const refusedTypes = [
+      "application/x-www-form-urlencoded",
+      "*/*",
+      "application/octet-stream",
+      undefined,
+      "multipart/form-data; boundary=x",
+      "text/html",
+      "application/jsonx",
+    ]
+    const acceptedTypes = [
+      "application/json; charset=utf-8",
+      "Application/JSON",
+      "application/vnd.api+json",
+      "text/plain",
+      // What navigator.sendBeacon sends with a string.
+      "text/plain;charset=UTF-8",
+    ]
+    for (const path of [...savePaths, ...predictPaths]) {
+      for (const type of [...refusedTypes, ...acceptedTypes]) {
+        const headers = { "content-type": type }
+        const fast = await post(served.url, path, body("fast"), "fast", headers)
+        const api = await post(served.url, path, body("api"), "api", headers)
+        expect({ path, type, ...comparable(fast) }).toEqual({ path, type, ...comparable(api) })
+        if (refusedTypes.includes(type)) {
+          expect(fast.status, `${path} ${type}`).toBe(415)
+          expect(JSON.parse(fast.body)).toMatchObject({
+            _tag: "UnsupportedMediaType",
+            message: expect.stringContaining("application/json"),
+          })
+        } else expect(fast.status, `${path} ${type}`).toBe(200)
+      }
+    }
+    // Saved once per accepted type and save path in each lane: one cluster, that many clicks.
+    for (const lane of ["fast", "api"]) {
+      const clusters = (await (
+        await fetch(`${served.url}/pages/${encodeURIComponent(`${run}/media-${lane}`)}/clusters`)
+      ).json()) as { clusters: ReadonlyArray<{ count: number }> }
+      expect(clusters.clusters.map((c) => c.count)).toEqual([acceptedTypes.length * savePaths.length])
+    }
+  })
+
+  it("refuses a body that is not UTF-8 and a URL whose escapes are not UTF-8 with 400, in both lanes", async () => {
+    const notUtf8 = Buffer.concat([
+      Buffer.from('{"page_uuid":"x'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from('","coordinates":{"x":0.5,"y":0.5}}'),
+    ])
+    for (const [path, body] of [
+      ["/save_click_and_predict_cluster", notUtf8],
+      ["/predict_cluster", notUtf8],
+      ["/save_click_and_predict_cluster?x=%ED%A0%80", click(`${run}/url`, 0.5, 0.5)],
+      ["/predict_click?page_uuid=%ZZ", click(`${run}/url`, 0.5, 0.5)],
+      ["/new_click?%", click(`${run}/url`, 0.5, 0.5)],
+    ] as const) {
+      const fast = await post(served.url, path, body, "fast")
+      const api = await post(served.url, path, body, "api")
+      expect({ path, ...comparable(fast) }).toEqual({ path, ...comparable(api) })
+      expect(fast.status, path).toBe(400)
+      expect(JSON.parse(fast.body)).toMatchObject({ _tag: "MalformedRequest" })
+    }
+    const best = await fetch(`${served.url}/get_best_cluster?page_uuid=${encodeURIComponent(`${run}/url`)}`)
+    expect(best.status).toBe(404)
   })
 
   it("answers a stream of saves and predictions as the HttpApi does on a twin page, and both pages end alike", async () => {
@@ -126,12 +186,7 @@ describe.each(storageModes())("tracker fast lane, $name storage", ({ make }) => 
       ] as const) {
         const fast = await post(served.url, path, click(`${run}/fast`, x, y), "fast")
         const api = await post(served.url, path, click(`${run}/api`, x, y), "api")
-        expect({ path, kind, ...fast, requestId: undefined }).toEqual({
-          path,
-          kind,
-          ...api,
-          requestId: undefined,
-        })
+        expect({ path, kind, ...comparable(fast) }).toEqual({ path, kind, ...comparable(api) })
         expect(fast.status).toBe(200)
       }
     }
@@ -200,6 +255,14 @@ describe.each(storageModes())("tracker fast lane switched off, $name storage", (
       await post(served.url, "/predict_click", click(page, 0.52, 0.5), "fast"),
       await post(served.url, "/predict_cluster", click(page, 0.9, 0.9), "fast"),
       await post(served.url, "/predict_cluster", "{", "fast"),
+      await post(served.url, "/predict_click", click(page, 0.5, 0.5), "fast", {
+        "content-type": "text/plain",
+      }),
+      await post(served.url, "/predict_click", click(page, 0.5, 0.5), "fast", {
+        "content-type": "application/x-www-form-urlencoded",
+      }),
+      await post(served.url, "/predict_click", " ", "fast"),
+      await post(served.url, "/predict_click", nested(40, "1", "x"), "fast"),
     ]
     expect(answers.map((a) => [a.status, a.body])).toEqual([
       [200, '{"cluster_idx":0,"is_new":true}'],
@@ -207,6 +270,19 @@ describe.each(storageModes())("tracker fast lane switched off, $name storage", (
       [200, '{"cluster_idx":0}'],
       [200, '{"cluster_idx":null}'],
       [400, '{"message":"the request body could not be read as JSON (Decode)","_tag":"MalformedRequest"}'],
+      [200, '{"cluster_idx":0}'],
+      [
+        415,
+        '{"message":"content type application/x-www-form-urlencoded is not accepted: send JSON with content-type application/json","_tag":"UnsupportedMediaType"}',
+      ],
+      [
+        422,
+        '{"message":"(body): the request body is empty; expected a JSON click","issues":[{"path":"(body)","message":"the request body is empty; expected a JSON click"}],"_tag":"InvalidRequest"}',
+      ],
+      [
+        422,
+        '{"message":"(body): the JSON is nested deeper than 32 levels","issues":[{"path":"(body)","message":"the JSON is nested deeper than 32 levels"}],"_tag":"InvalidRequest"}',
+      ],
     ])
     for (const how of ["now", "message", "refused"]) expect(await fastLaneCount(served.url, how)).toBe(0)
   })
