@@ -11,5 +11,6 @@ const LoggingLive = Layer.unwrapEffect(
 
 const MainLive = HttpLive.pipe(Layer.provide(CoreLive), Layer.provide(AppConfig.Default))
 
-// SIGTERM/SIGINT interrupt the launch: layers close in reverse order (server, actors, writer, pool) and exit 0.
+// SIGTERM/SIGINT interrupt the launch: layers close in reverse order and exit 0. The HTTP server drains first
+// (stops listening, answers what is in flight, 503 to late arrivals), while the actors, writer and pool still serve.
 Layer.launch(MainLive).pipe(Effect.provide(LoggingLive), NodeRuntime.runMain({ disablePrettyLogger: true }))
