@@ -9,6 +9,7 @@ import { AppConfig } from "../../src/Config.ts"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
 import { Metrics } from "../../src/Metrics.ts"
 import { CoreLive } from "../../src/ServiceLayers.ts"
+import { storageModes } from "../support/StorageModes.ts"
 
 const dirs: Array<string> = []
 afterEach(() => {
@@ -196,12 +197,22 @@ const evictions = Effect.flatMap(Metrics, (metrics) =>
   Effect.promise(() => metrics.pageEvictions.get()),
 ).pipe(Effect.map((m) => m.values[0]?.value ?? 0))
 
-describe("PageActorHost memory bound (MAX_ACTIVE_PAGES)", () => {
-  it.live(
+/** The environment of a fresh database in `mode`, dropped when the test's scope closes. */
+const storageEnv = (mode: ReturnType<typeof storageModes>[number]) =>
+  Effect.acquireRelease(Effect.promise(mode.make), (storage) => Effect.promise(() => storage.dispose())).pipe(
+    Effect.map((storage) => storage.env),
+  )
+
+describe.each(storageModes())("PageActorHost memory bound (MAX_ACTIVE_PAGES), $name database", (mode) => {
+  it.scopedLive(
     "keeps at most MAX_ACTIVE_PAGES quiet pages in memory and recovers every evicted page exactly",
     () =>
       Effect.gen(function* () {
-        const { layer } = core({ MAX_ACTIVE_PAGES: "5", ACTOR_IDLE_TIMEOUT: "10 minutes" })
+        const { layer } = core({
+          ...(yield* storageEnv(mode)),
+          MAX_ACTIVE_PAGES: "5",
+          ACTOR_IDLE_TIMEOUT: "10 minutes",
+        })
         yield* Effect.gen(function* () {
           const host = yield* PageActorHost
           const sql = yield* SqlClient.SqlClient
@@ -270,11 +281,11 @@ describe("PageActorHost memory bound (MAX_ACTIVE_PAGES)", () => {
     120_000,
   )
 
-  it.live(
+  it.scopedLive(
     "leaves no page in memory after predicts, best-cluster and clusters reads of pages without clicks",
     () =>
       Effect.gen(function* () {
-        const { layer } = core({ MAX_ACTIVE_PAGES: "5" })
+        const { layer } = core({ ...(yield* storageEnv(mode)), MAX_ACTIVE_PAGES: "5" })
         yield* Effect.gen(function* () {
           const host = yield* PageActorHost
           // Five pages with clicks fill the bound: reads of unknown pages must not evict them.
@@ -300,11 +311,11 @@ describe("PageActorHost memory bound (MAX_ACTIVE_PAGES)", () => {
     60_000,
   )
 
-  it.live(
+  it.scopedLive(
     "serves a save racing with reads of a new page in order and keeps the page",
     () =>
       Effect.gen(function* () {
-        const { layer } = core({})
+        const { layer } = core(yield* storageEnv(mode))
         yield* Effect.gen(function* () {
           const host = yield* PageActorHost
           const [before, saved, after, all] = yield* Effect.all(
