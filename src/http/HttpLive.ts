@@ -130,7 +130,9 @@ export const HttpLive = HttpApiBuilder.serve(observeRequests).pipe(
   Layer.provide(ApiLive),
   // The router's own cap on a path parameter (100 characters) would answer 404 to page ids that saves accept (up
   // to 512): lift it so every id reaches PageUuid's checks. Node's header size limit still bounds the URL.
-  Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 16_384 })),
+  // Case-sensitive, as paths are: matching a lower-cased path would misplace a parameter whose lower case has
+  // another length ("İ" becomes two characters) and answer 404 for a page that exists.
+  Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 16_384, caseSensitive: true })),
   HttpServer.withLogAddress,
   // No trace exporter is configured, so per-request spans would be built for nobody: a measurable cost per request.
   HttpMiddleware.withTracerDisabledWhen(() => true),

@@ -80,6 +80,7 @@ describe.each(storageModes())("analysts' API, $name storage", ({ make }) => {
     const pages = [
       fill(`long/${randomUUID()}/`, "a"),
       fill(`long/${randomUUID()}/`, "€/é😀%2F?#&"), // 9 bytes per € once encoded, an astral pair, reserved characters
+      fill(`case/${randomUUID()}/`, "İẞK"), // characters whose lower case has another length or is another letter
     ]
     const hour = 3_600_000
     const from = new Date(Math.floor(Date.now() / hour) * hour - hour).toISOString()
