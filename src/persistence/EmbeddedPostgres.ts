@@ -97,8 +97,19 @@ const lockDataDir = (fs: FileSystem.FileSystem, dataDir: string) => {
             cause: undefined,
           })
         }
+        yield* fs.remove(lockFile, { force: true })
       }
-      yield* fs.writeFileString(lockFile, mine)
+      // Created exclusively: of two processes starting at the same moment, one gets the lock, the other an error.
+      yield* fs.writeFileString(lockFile, mine, { flag: "wx" }).pipe(
+        Effect.mapError((error) =>
+          error._tag === "SystemError" && error.reason === "AlreadyExists"
+            ? new EmbeddedPostgresError({
+                message: `the embedded database in ${dataDir} is being opened by another process`,
+                cause: error,
+              })
+            : error,
+        ),
+      )
       return mine
     }).pipe(
       Effect.mapError((e) =>
