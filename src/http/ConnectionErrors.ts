@@ -2,6 +2,7 @@ import { HttpApiSchema } from "@effect/platform"
 import { Schema } from "effect"
 import { PageBusy } from "../actors/PageErrors.ts"
 import { MalformedRequest, PayloadTooLarge } from "./Api.ts"
+import { errorAnswers } from "./ErrorAnswer.ts"
 
 /** The request's headers (or all of it) did not arrive within HTTP_HEADERS_TIMEOUT (HTTP_REQUEST_TIMEOUT). */
 export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()(
@@ -26,9 +27,10 @@ export class ExpectationFailed extends Schema.TaggedError<ExpectationFailed>()(
 
 /**
  * What the server answers itself, before (or instead of) either lane: requests Node could not parse or that did
- * not arrive in time, and requests that arrive while the server drains for shutdown.
+ * not arrive in time, and requests that arrive while the server drains for shutdown. Each answer is the status its
+ * schema declares and the JSON body, as the HttpApi would encode the error.
  */
-export const ConnectionError = Schema.Union(
+export const connectionErrorAnswer = errorAnswers(
   MalformedRequest,
   PayloadTooLarge,
   RequestTimeout,
@@ -36,24 +38,7 @@ export const ConnectionError = Schema.Union(
   ExpectationFailed,
   PageBusy,
 )
-export type ConnectionError = typeof ConnectionError.Type
-
-const encode = Schema.encodeSync(ConnectionError)
-const statusOf = (schema: Schema.Schema.Any) => HttpApiSchema.getStatus(schema.ast, 500)
-const statusByTag: Record<ConnectionError["_tag"], number> = {
-  MalformedRequest: statusOf(MalformedRequest),
-  PayloadTooLarge: statusOf(PayloadTooLarge),
-  RequestTimeout: statusOf(RequestTimeout),
-  HeadersTooLarge: statusOf(HeadersTooLarge),
-  ExpectationFailed: statusOf(ExpectationFailed),
-  PageBusy: statusOf(PageBusy),
-}
-
-/** The status its schema declares and the JSON body, as the HttpApi would encode the error. */
-export const connectionErrorAnswer = (error: ConnectionError) => ({
-  status: statusByTag[error._tag],
-  body: JSON.stringify(encode(error)),
-})
+export type ConnectionError = Parameters<typeof connectionErrorAnswer>[0]
 
 /** The answer to a request that arrives while the server drains: 503, retry (against another instance). */
 export const shuttingDown = () => new PageBusy({ message: "the service is shutting down; retry" })

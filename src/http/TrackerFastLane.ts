@@ -1,6 +1,5 @@
 import { randomUUID } from "node:crypto"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { HttpApiSchema } from "@effect/platform"
 import { Cause, Effect, Either, Exit, FiberSet, LogLevel, Option, ParseResult, Schema } from "effect"
 import { PageActorHost } from "../actors/PageActorHost.ts"
 import { IdempotencyConflict, PageBusy, StorageUnavailable } from "../actors/PageErrors.ts"
@@ -15,6 +14,7 @@ import {
   TrackerPostPaths,
   UnsupportedMediaType,
 } from "./Api.ts"
+import { errorAnswers } from "./ErrorAnswer.ts"
 import { invalidRequest } from "./ErrorResponses.ts"
 import { bodyText, malformedJson, mediaTypeProblem, textProblem, urlProblem } from "./RequestBody.ts"
 import { currentRequestFacts, type RequestFacts, requestIdPattern } from "./RequestObservability.ts"
@@ -24,7 +24,7 @@ import { makeTrackerHandlers } from "./TrackerHandlers.ts"
 const notServed = () => new StorageUnavailable({ message: "the request could not be served; retry" })
 
 /** The errors the fast lane can answer, encoded exactly as the HttpApi encodes them. */
-const FastLaneError = Schema.Union(
+const fastLaneErrorAnswer = errorAnswers(
   InvalidRequest,
   MalformedRequest,
   UnsupportedMediaType,
@@ -32,17 +32,7 @@ const FastLaneError = Schema.Union(
   StorageUnavailable,
   IdempotencyConflict,
 )
-type FastLaneError = typeof FastLaneError.Type
-const encodeError = Schema.encodeSync(FastLaneError)
-const statusOf = (schema: Schema.Schema.Any) => HttpApiSchema.getStatus(schema.ast, 500)
-const statusByTag: Record<FastLaneError["_tag"], number> = {
-  InvalidRequest: statusOf(InvalidRequest),
-  MalformedRequest: statusOf(MalformedRequest),
-  UnsupportedMediaType: statusOf(UnsupportedMediaType),
-  PageBusy: statusOf(PageBusy),
-  StorageUnavailable: statusOf(StorageUnavailable),
-  IdempotencyConflict: statusOf(IdempotencyConflict),
-}
+type FastLaneError = Parameters<typeof fastLaneErrorAnswer>[0]
 
 const decodeSave = Schema.decodeUnknownEither(SaveClick)
 const decodePredict = Schema.decodeUnknownEither(Click)
@@ -131,11 +121,12 @@ export class TrackerFastLane extends Effect.Service<TrackerFastLane>()("http/Tra
       }
     }
 
-    const errorBody = (error: FastLaneError) => JSON.stringify(encodeError(error))
     type Answer = (status: number, body: string, page?: string) => void
     /** Answers an error with the status its schema declares. */
-    const answerError = (answer: Answer, error: FastLaneError, page?: string) =>
-      answer(statusByTag[error._tag], errorBody(error), page)
+    const answerError = (answer: Answer, error: FastLaneError, page?: string) => {
+      const { status, body } = fastLaneErrorAnswer(error)
+      answer(status, body, page)
+    }
 
     /** The answer of an effect run on a fiber: its value, its typed error, or 503 for a defect (already logged). */
     const runHandler = <A>(
