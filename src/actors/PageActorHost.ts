@@ -2,6 +2,7 @@ import { Deferred, Duration, Effect, FiberSet, type Option, Schedule } from "eff
 import { AppConfig } from "../Config.ts"
 import type { ClusterSummary } from "../domain/PageClusters.ts"
 import { Metrics } from "../Metrics.ts"
+import { BoundedSet } from "./BoundedSet.ts"
 import { PageBehaviour, type PageState } from "./PageBehaviour.ts"
 import { PageBusy, StorageUnavailable } from "./PageErrors.ts"
 import type { PageMessage, SaveError, SaveReply } from "./PageProtocol.ts"
@@ -158,9 +159,20 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         actor.arriving = false
         arriving--
       }
-      if (actor.mailbox.length === 0 && (actor.state === undefined || actor.state.seq === 0)) remove(actor)
-      else if (actors.size - arriving > maxActive) evictDownTo(maxActive, EVICTION_SCAN)
+      if (actor.mailbox.length === 0 && (actor.state === undefined || actor.state.seq === 0)) {
+        if (actor.state !== undefined && !actor.state.incarnation.failed) knownEmpty.add(actor.page)
+        remove(actor)
+      } else if (actors.size - arriving > maxActive) evictDownTo(maxActive, EVICTION_SCAN)
     }
+
+    /**
+     * Pages a recovery found without clicks, remembered (a bounded set of ids, oldest forgotten first) once their
+     * actor has left: a later read is answered without a database round trip, and a later message starts its actor
+     * from the empty state. Every click of a page goes through its actor, which takes the id out of the set first,
+     * so the set never names a page with clicks.
+     */
+    const knownEmpty = new BoundedSet<string>(Math.max(1024, maxActive))
+    const emptyForReads = behaviour.emptyState("")
 
     const snapshotInBackground = (state: PageState) => FiberSet.run(fibers, behaviour.takeSnapshot(state))
 
@@ -234,7 +246,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
           actor = {
             page,
             mailbox: [],
-            state: undefined,
+            state: knownEmpty.delete(page) ? behaviour.emptyState(page) : undefined,
             running: false,
             lastActive: Date.now(),
             stopped: false,
@@ -362,6 +374,8 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       },
       /** A prediction served at once when the page's actor is idle; undefined when it must go through `predict`. */
       predictNow: (page: string, x: number, y: number): number | null | undefined => {
+        if (accepting && !actors.has(page) && knownEmpty.has(page))
+          return behaviour.predict(emptyForReads, x, y)
         const state = stateToServeNow(page)
         return state === undefined ? undefined : behaviour.predict(state, x, y)
       },

@@ -49,23 +49,27 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
      * Latest snapshot (when it was taken with this radius) + the clicks after it, in order; bounded by DB_TIMEOUT,
      * or by the deadline of the save that waits for it.
      */
+    /** A page's state as replayed from the database: a new incarnation whose clicks are all committed. */
+    const stateOf = (page: string, replay: PageReplay): PageState => {
+      replay.clusters.compact()
+      return {
+        page,
+        clusters: replay.clusters,
+        incarnation: new Incarnation(),
+        seq: replay.seq,
+        lastCommit: CommitTicket.committed,
+        snapshotSeq: replay.snapshotSeq,
+        snapshotAt: Date.now(),
+        answered: undefined, // made on the first save with a request id: most pages never need it
+      }
+    }
+
     const recover = (page: string, deadline?: number) =>
       Effect.gen(function* () {
         const start = performance.now()
         const replay = new PageReplay(radius, Option.getOrUndefined(yield* snapshots.latest(page)))
         replay.apply(yield* clicks.clicksAfter(page, replay.snapshotSeq))
-        const clusters = replay.clusters
-        clusters.compact()
-        const state: PageState = {
-          page,
-          clusters,
-          incarnation: new Incarnation(),
-          seq: replay.seq,
-          lastCommit: CommitTicket.committed,
-          snapshotSeq: replay.snapshotSeq,
-          snapshotAt: Date.now(),
-          answered: undefined, // made on the first save with a request id: most pages never need it
-        }
+        const state = stateOf(page, replay)
         metrics.recoveryDuration.observe(secondsSince(start))
         return state
       }).pipe(
@@ -229,6 +233,8 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
 
     return {
       recover,
+      /** The state of a page the database is known to hold nothing of: what `recover` would give, without a read. */
+      emptyState: (page: string) => stateOf(page, new PageReplay(radius, undefined)),
       handle,
       save,
       predict,

@@ -197,6 +197,15 @@ const evictions = Effect.flatMap(Metrics, (metrics) =>
   Effect.promise(() => metrics.pageEvictions.get()),
 ).pipe(Effect.map((m) => m.values[0]?.value ?? 0))
 
+/** How many page recoveries (database reads of a page) the host has made. */
+const recoveries = Effect.flatMap(Metrics, (metrics) =>
+  Effect.promise(() => metrics.recoveryDuration.get()),
+).pipe(
+  Effect.map(
+    (m) => m.values.find((v) => v.metricName === "page_recovery_duration_seconds_count")?.value ?? 0,
+  ),
+)
+
 /** The environment of a fresh database in `mode`, dropped when the test's scope closes. */
 const storageEnv = (mode: ReturnType<typeof storageModes>[number]) =>
   Effect.acquireRelease(Effect.promise(mode.make), (storage) => Effect.promise(() => storage.dispose())).pipe(
@@ -306,6 +315,34 @@ describe.each(storageModes())("PageActorHost memory bound (MAX_ACTIVE_PAGES), $n
           expect(both).toEqual([null, []])
           expect(host.activeCount()).toBe(5)
           expect(yield* evictions).toBe(0)
+        }).pipe(Effect.scoped, Effect.provide(layer))
+      }),
+    60_000,
+  )
+
+  it.scopedLive(
+    "reads a page once found empty again without the database, and a save on it is kept and read back",
+    () =>
+      Effect.gen(function* () {
+        const { layer } = core({ ...(yield* storageEnv(mode)), MAX_ACTIVE_PAGES: "5" })
+        yield* Effect.gen(function* () {
+          const host = yield* PageActorHost
+          const start = yield* recoveries
+          expect(yield* host.predict("empty/1", 0.2, 0.2)).toBeNull()
+          expect(yield* recoveries).toBe(start + 1)
+          expect(host.predictNow("empty/1", 0.2, 0.2)).toBeNull()
+          expect(yield* host.predict("empty/1", 0.2, 0.2)).toBeNull()
+          expect(yield* host.clusters("empty/1")).toEqual([])
+          expect(yield* recoveries).toBe(start + 1)
+          expect(host.activeCount()).toBe(0)
+          // A save on the known-empty page starts from the empty state and is kept, then read back after eviction.
+          const saved = yield* host.save("empty/1", 0.2, 0.2, null)
+          expect([saved.clusterIdx, saved.isNew]).toEqual([0, true])
+          expect(host.predictNow("empty/1", 0.21, 0.2)).toBe(0)
+          for (let p = 0; p < 8; p++) yield* host.save(`filler/${p}`, 0.5, 0.5, null)
+          yield* waitUntil(Effect.sync(() => host.activeCount() <= 5))
+          expect(yield* host.predict("empty/1", 0.21, 0.2)).toBe(0)
+          expect((yield* host.clusters("empty/1")).map((c) => c.count)).toEqual([1])
         }).pipe(Effect.scoped, Effect.provide(layer))
       }),
     60_000,
