@@ -2,9 +2,10 @@ import { Deferred, Duration, Effect, FiberSet, type Option, Schedule } from "eff
 import { AppConfig } from "../Config.ts"
 import type { ClusterSummary } from "../domain/PageClusters.ts"
 import { Metrics } from "../Metrics.ts"
+import { StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { BoundedSet } from "./BoundedSet.ts"
 import { PageBehaviour, type PageState } from "./PageBehaviour.ts"
-import { PageBusy, StorageUnavailable } from "./PageErrors.ts"
+import { PageBusy } from "./PageErrors.ts"
 import type { PageMessage, SaveError, SaveReply } from "./PageProtocol.ts"
 
 /** A page actor: its mailbox, its state once recovered, and whether a fiber is serving it now. */
@@ -89,7 +90,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
 
     /** Whether nothing of the actor is waiting, running or uncommitted. */
     const quiet = (a: Actor) =>
-      !a.running && a.mailbox.length === 0 && (a.state === undefined || a.state.incarnation.pending === 0)
+      !a.running && a.mailbox.length === 0 && (a.state === undefined || a.state.chain.pending === 0)
 
     const unlink = (actor: Actor) => {
       if (actor.older === undefined) oldest = actor.newer
@@ -129,7 +130,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     const passivate = (actor: Actor) => {
       remove(actor)
       const state = actor.state
-      if (state !== undefined && !state.incarnation.failed && state.seq > state.snapshotSeq)
+      if (state !== undefined && !state.chain.failed && state.seq > state.snapshotSeq)
         runInBackground(behaviour.takeSnapshot(state))
     }
 
@@ -160,7 +161,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         arriving--
       }
       if (actor.mailbox.length === 0 && (actor.state === undefined || actor.state.seq === 0)) {
-        if (actor.state !== undefined && !actor.state.incarnation.failed) knownEmpty.add(actor.page)
+        if (actor.state !== undefined && !actor.state.chain.failed) knownEmpty.add(actor.page)
         remove(actor)
       } else if (actors.size - arriving > maxActive) evictDownTo(maxActive, EVICTION_SCAN)
     }
@@ -180,7 +181,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     const serve = (actor: Actor, message: PageMessage) =>
       Effect.gen(function* () {
         actor.lastActive = Date.now()
-        if (actor.state === undefined || actor.state.incarnation.failed) {
+        if (actor.state === undefined || actor.state.chain.failed) {
           const recovered = yield* Effect.either(
             behaviour.recover(actor.page, message._tag === "Save" ? message.deadline : undefined),
           )
@@ -222,7 +223,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
             Effect.annotateLogs({ page: actor.page }),
             Effect.zipRight(
               Effect.sync(() => {
-                if (actor.state !== undefined) actor.state.incarnation.failed = true
+                if (actor.state !== undefined) actor.state.chain.failed = true
                 failAll(
                   [message],
                   new StorageUnavailable({ message: "the page could not serve this request; retry" }),
@@ -295,7 +296,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       const actor = actors.get(page)
       if (actor === undefined || actor.running || actor.mailbox.length > 0) return undefined
       const state = actor.state
-      if (state === undefined || state.incarnation.failed) return undefined
+      if (state === undefined || state.chain.failed) return undefined
       actor.lastActive = Date.now()
       touch(actor)
       return state
@@ -366,7 +367,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
           reply = behaviour.save(state, x, y, null)
         } catch (defect) {
           // A bug mid-save may leave the state half changed: the page recovers from the database next time.
-          state.incarnation.failed = true
+          state.chain.failed = true
           throw defect
         }
         if (behaviour.snapshotDue(state, Date.now())) runInBackground(behaviour.takeSnapshot(state))

@@ -3,20 +3,19 @@ import { AppConfig } from "../Config.ts"
 import { PageClusters } from "../domain/PageClusters.ts"
 import { PageReplay } from "../domain/PageReplay.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
-import { ClickLog, Incarnation } from "../persistence/ClickLog.ts"
+import { ClickChain, ClickLog } from "../persistence/ClickLog.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
 import { CommitTicket } from "../persistence/CommitTicket.ts"
 import { withDeadline } from "../persistence/DatabaseDeadline.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
-import { IdempotencyConflict } from "./PageErrors.ts"
+import { IdempotencyConflict, storageUnavailable } from "../persistence/StorageErrors.ts"
 import type { PageMessage, SaveReply } from "./PageProtocol.ts"
-import { storageUnavailable } from "./StorageFailure.ts"
 
 /** What a page actor holds between messages. */
 export interface PageState {
   readonly page: string
   readonly clusters: PageClusters
-  readonly incarnation: Incarnation
+  readonly chain: ClickChain
   /** Number of the page's last click (0 before the first). */
   seq: number
   /** The commit of the last click handed to the log: a snapshot waits for it. */
@@ -49,13 +48,13 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
      * Latest snapshot (when it was taken with this radius) + the clicks after it, in order; bounded by DB_TIMEOUT,
      * or by the deadline of the save that waits for it.
      */
-    /** A page's state as replayed from the database: a new incarnation whose clicks are all committed. */
+    /** A page's state as replayed from the database: a new chain whose clicks are all committed. */
     const stateOf = (page: string, replay: PageReplay): PageState => {
       replay.clusters.compact()
       return {
         page,
         clusters: replay.clusters,
-        incarnation: new Incarnation(),
+        chain: new ClickChain(),
         seq: replay.seq,
         lastCommit: CommitTicket.committed,
         snapshotSeq: replay.snapshotSeq,
@@ -137,7 +136,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       state.seq += 1
       const committed = clickLog.append(
         { page: state.page, seq: state.seq, x, y, clusterIdx, at, requestId },
-        state.incarnation,
+        state.chain,
         deadline,
       )
       state.lastCommit = committed

@@ -8,23 +8,9 @@ export class PageBusy extends Schema.TaggedError<PageBusy>()(
   HttpApiSchema.annotations({ status: 503 }),
 ) {}
 
-/** The click log (or the page's recovery from it) failed or timed out; nothing was acknowledged. */
-export class StorageUnavailable extends Schema.TaggedError<StorageUnavailable>()(
-  "StorageUnavailable",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 503 }),
-) {}
-
 /** The page has no clicks. */
 export class PageNotFound extends Schema.TaggedError<PageNotFound>()(
   "PageNotFound",
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 404 }),
-) {}
-
-/** An idempotency key already used for a different click. */
-export class IdempotencyConflict extends Schema.TaggedError<IdempotencyConflict>()(
-  "IdempotencyConflict",
-  { message: Schema.String },
-  HttpApiSchema.annotations({ status: 409 }),
 ) {}

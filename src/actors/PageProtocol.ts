@@ -1,7 +1,7 @@
 import type { Deferred, Option } from "effect"
 import type { ClusterSummary } from "../domain/PageClusters.ts"
 import type { CommitError, CommitTicket } from "../persistence/CommitTicket.ts"
-import type { StorageUnavailable } from "./PageErrors.ts"
+import type { StorageUnavailable } from "../persistence/StorageErrors.ts"
 
 /** The answer to a save: decided at once, acknowledged to the client once `committed` settles without error. */
 export interface SaveReply {

@@ -4,9 +4,10 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import cliProgress from "cli-progress"
 import { Cause, Chunk, Console, Data, Effect, Layer, Option, Stream } from "effect"
 import { AppConfig } from "../Config.ts"
+import { ExportFormat, encodeRows } from "../http/ExportFormat.ts"
+import type { ExportRow } from "../persistence/ClusterExport.ts"
 import { ClusterExport } from "../persistence/ClusterExport.ts"
 import { EmbeddedPostgresError } from "../persistence/EmbeddedPostgres.ts"
-import { ExportFormat, type ExportRow, encodeRows } from "../persistence/ExportFormat.ts"
 import { SqlLive } from "../persistence/Sql.ts"
 
 const embeddedCaveat =

@@ -1,9 +1,10 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Predicate, Schema } from "effect"
 import packageJson from "../../package.json" with { type: "json" }
-import { IdempotencyConflict, PageBusy, PageNotFound, StorageUnavailable } from "../actors/PageErrors.ts"
-import { ExportFormat } from "../persistence/ExportFormat.ts"
+import { PageBusy, PageNotFound } from "../actors/PageErrors.ts"
+import { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { AdminAuth } from "./AdminAuth.ts"
+import { ExportFormat } from "./ExportFormat.ts"
 
 /** A relative position on the page: a finite number in [0, 1]. */
 const Coordinate = Schema.Number.pipe(Schema.finite(), Schema.between(0, 1))

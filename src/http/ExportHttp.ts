@@ -1,13 +1,13 @@
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect, Layer, Stream } from "effect"
-import { storageUnavailable } from "../actors/StorageFailure.ts"
 import { AppConfig } from "../Config.ts"
 import { ClusterExport } from "../persistence/ClusterExport.ts"
 import { withDeadline } from "../persistence/DatabaseDeadline.ts"
-import { contentType, encodeRows } from "../persistence/ExportFormat.ts"
+import { storageUnavailable } from "../persistence/StorageErrors.ts"
 import { AdminAuthLive } from "./AdminAuthLive.ts"
 import { Api } from "./Api.ts"
+import { contentType, encodeRows } from "./ExportFormat.ts"
 
 /** The admin endpoints: the cluster export, streamed as it is read. */
 export const ExportHttpLive = HttpApiBuilder.group(Api, "admin", (handlers) =>

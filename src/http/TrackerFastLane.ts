@@ -2,10 +2,11 @@ import { randomUUID } from "node:crypto"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { Cause, Effect, Either, Exit, FiberSet, LogLevel, Option, ParseResult, Schema } from "effect"
 import { PageActorHost } from "../actors/PageActorHost.ts"
-import { IdempotencyConflict, PageBusy, StorageUnavailable } from "../actors/PageErrors.ts"
+import { PageBusy } from "../actors/PageErrors.ts"
 import type { SaveReply } from "../actors/PageProtocol.ts"
 import { AppConfig } from "../Config.ts"
 import { Metrics } from "../Metrics.ts"
+import { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageErrors.ts"
 import {
   Click,
   InvalidRequest,

@@ -1,10 +1,10 @@
 import { Effect, Option } from "effect"
 import { PageActorHost } from "../actors/PageActorHost.ts"
 import { PageNotFound } from "../actors/PageErrors.ts"
-import { storageUnavailable } from "../actors/StorageFailure.ts"
 import { AppConfig } from "../Config.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
 import { withDeadline } from "../persistence/DatabaseDeadline.ts"
+import { storageUnavailable } from "../persistence/StorageErrors.ts"
 import { InvalidRequest } from "./Api.ts"
 import { notePage } from "./RequestObservability.ts"
 

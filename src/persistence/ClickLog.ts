@@ -1,10 +1,10 @@
 import { SqlClient, type SqlError } from "@effect/sql"
 import { Cause, Duration, Effect, Schedule } from "effect"
-import { IdempotencyConflict, StorageUnavailable } from "../actors/PageErrors.ts"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { type CommitError, CommitTicket } from "./CommitTicket.ts"
 import { withDeadline } from "./DatabaseDeadline.ts"
+import { IdempotencyConflict, StorageUnavailable } from "./StorageErrors.ts"
 
 /** One click as stored. */
 export interface ClickRecord {
@@ -19,11 +19,11 @@ export interface ClickRecord {
 }
 
 /**
- * One life of a page actor, from its recovery to its stop. When a batch holding one of its clicks fails, the whole
- * incarnation fails: its later clicks, computed on a state the database will not have, are not written either,
- * and the actor recovers from the database before it serves again.
+ * A run of clicks appended one after another from one in-memory state of a page (the caller holds one per state).
+ * When a batch holding one of its clicks fails, the whole chain fails: its later clicks, computed on a state the
+ * database will not have, are not written either, and the caller must reload the state before appending again.
  */
-export class Incarnation {
+export class ClickChain {
   failed = false
   /** Clicks handed to the log and not yet committed or failed. */
   pending = 0
@@ -31,7 +31,7 @@ export class Incarnation {
 
 interface Pending {
   readonly record: ClickRecord
-  readonly incarnation: Incarnation
+  readonly chain: ClickChain
   readonly ticket: CommitTicket
   /** `performance.now()` by which the click's caller must have its answer (appended + DB_TIMEOUT). */
   readonly deadline: number
@@ -94,8 +94,8 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
         for (const p of clicks) {
           if (p.ticket.settled) continue
           const error = outcome(p)
-          p.incarnation.pending--
-          if (error !== undefined) p.incarnation.failed = true
+          p.chain.pending--
+          if (error !== undefined) p.chain.failed = true
           try {
             p.ticket.settle(error)
           } catch (defect) {
@@ -188,7 +188,7 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
       for (const p of taken) {
         const { page, requestId } = p.record
         if (p.ticket.settled) continue
-        if (p.incarnation.failed || brokenPages.has(page)) {
+        if (p.chain.failed || brokenPages.has(page)) {
           dead.push([p, notStored("an earlier click of this page was not stored")])
         } else if (p.deadline <= now) {
           brokenPages.add(page)
@@ -303,12 +303,12 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
      */
     const append = (
       record: ClickRecord,
-      incarnation: Incarnation,
+      chain: ClickChain,
       deadline: number = performance.now() + timeoutMs,
     ): CommitTicket => {
       const ticket = new CommitTicket()
-      incarnation.pending++
-      waiting.push({ record, incarnation, ticket, deadline })
+      chain.pending++
+      waiting.push({ record, chain, ticket, deadline })
       hasWork.unsafeOpen()
       if (waiting.length >= capacity) hasRoom.unsafeClose()
       return ticket

@@ -2,8 +2,25 @@ import { SqlClient, type Statement } from "@effect/sql"
 import { Chunk, Effect, Option, Stream } from "effect"
 import { AppConfig } from "../Config.ts"
 import { PageReplay, type ReplayedClick } from "../domain/PageReplay.ts"
-import type { ExportRow } from "./ExportFormat.ts"
 import { decodeSnapshot } from "./SnapshotStore.ts"
+
+/**
+ * One cluster of one page as of the export, as analysts receive it. The field order is the CSV column order and
+ * the key order of every NDJSON object, so both formats read the same.
+ */
+export interface ExportRow {
+  readonly page_uuid: string
+  readonly cluster_idx: number
+  readonly centroid_x: number
+  readonly centroid_y: number
+  readonly click_count: number
+  /** ISO-8601, UTC. */
+  readonly first_click_at: string
+  /** ISO-8601, UTC. */
+  readonly last_click_at: string
+  /** The page's last click these numbers include (clicks are numbered 1, 2, … per page). */
+  readonly seq: number
+}
 
 /** What to export: every page, or only one. */
 export interface ExportFilter {

@@ -1,5 +1,5 @@
 import { Effect } from "effect"
-import type { IdempotencyConflict, StorageUnavailable } from "../actors/PageErrors.ts"
+import type { IdempotencyConflict, StorageUnavailable } from "./StorageErrors.ts"
 
 /** Why a click was not committed. */
 export type CommitError = StorageUnavailable | IdempotencyConflict

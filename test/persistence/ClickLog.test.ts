@@ -3,7 +3,7 @@ import { SqlClient } from "@effect/sql"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Layer, ManagedRuntime } from "effect"
 import { Metrics } from "../../src/Metrics.ts"
-import { ClickLog, type ClickRecord, Incarnation } from "../../src/persistence/ClickLog.ts"
+import { ClickChain, ClickLog, type ClickRecord } from "../../src/persistence/ClickLog.ts"
 import type { CommitTicket } from "../../src/persistence/CommitTicket.ts"
 import { storageLayer } from "../support/StorageLayer.ts"
 import { type StorageMode, storageModes } from "../support/StorageModes.ts"
@@ -48,7 +48,7 @@ describe.each(storageModes())("ClickLog writer, $name storage", ({ make }) => {
     runtime.runPromise(effect)
 
   /** Appends in one synchronous step, so every click lands in the same batch. */
-  const appendAll = (records: ReadonlyArray<readonly [ClickRecord, Incarnation]>) =>
+  const appendAll = (records: ReadonlyArray<readonly [ClickRecord, ClickChain]>) =>
     Effect.map(ClickLog, (log) => records.map(([r, i]) => log.append(r, i)))
 
   const stored = (page: string) =>
@@ -64,7 +64,7 @@ describe.each(storageModes())("ClickLog writer, $name storage", ({ make }) => {
   it("one request id on two pages in one batch: the first is stored, the second answers 409, and its page's later clicks are not stored", async () => {
     const [a, b] = [`a-${randomUUID()}`, `b-${randomUUID()}`]
     const shared = randomUUID()
-    const [ia, ib] = [new Incarnation(), new Incarnation()]
+    const [ia, ib] = [new ClickChain(), new ClickChain()]
     const result = await run(
       Effect.gen(function* () {
         const tickets = yield* appendAll([
@@ -89,14 +89,14 @@ describe.each(storageModes())("ClickLog writer, $name storage", ({ make }) => {
     const key = randomUUID()
     const result = await run(
       Effect.gen(function* () {
-        const [first] = yield* appendAll([[click(a, 1, key), new Incarnation()]])
+        const [first] = yield* appendAll([[click(a, 1, key), new ClickChain()]])
         if (first !== undefined) yield* first.await
-        const ib = new Incarnation()
+        const ib = new ClickChain()
         const tickets = yield* appendAll([
           [click(b, 1), ib],
           [click(b, 2, key), ib],
           [click(b, 3), ib],
-          [click(c, 1), new Incarnation()],
+          [click(c, 1), new ClickChain()],
           [click(b, 4), ib],
         ])
         const answers = yield* Effect.forEach(tickets, outcome)
@@ -118,13 +118,13 @@ describe.each(storageModes())("ClickLog writer, $name storage", ({ make }) => {
     const [a, c] = [`a-${randomUUID()}`, `c-${randomUUID()}`]
     const result = await run(
       Effect.gen(function* () {
-        const [first] = yield* appendAll([[click(a, 1, null, 0.1), new Incarnation()]])
+        const [first] = yield* appendAll([[click(a, 1, null, 0.1), new ClickChain()]])
         if (first !== undefined) yield* first.await
         // A second owner of page a that never saw click 1 (an unknown outcome that committed late).
-        const stale = new Incarnation()
+        const stale = new ClickChain()
         const tickets = yield* appendAll([
           [click(a, 1, null, 0.9), stale],
-          [click(c, 1), new Incarnation()],
+          [click(c, 1), new ClickChain()],
           [click(a, 2, null, 0.9), stale],
         ])
         const answers = yield* Effect.forEach(tickets, outcome)
@@ -141,16 +141,16 @@ describe.each(storageModes())("ClickLog writer, $name storage", ({ make }) => {
     const page = `p-${randomUUID()}`
     const result = await run(
       Effect.gen(function* () {
-        const incarnation = new Incarnation()
+        const chain = new ClickChain()
         const tickets = yield* appendAll([
-          [click(page, 1), incarnation],
-          [click(page, 2), incarnation],
+          [click(page, 1), chain],
+          [click(page, 2), chain],
         ])
         tickets[0]?.onSettled(() => {
           throw new Error("a buggy listener")
         })
         const answers = yield* Effect.forEach(tickets, outcome).pipe(Effect.timeout("20 seconds"))
-        const [later] = yield* appendAll([[click(page, 3), incarnation]])
+        const [later] = yield* appendAll([[click(page, 3), chain]])
         const laterAnswer =
           later === undefined ? "none" : yield* outcome(later).pipe(Effect.timeout("20 seconds"))
         return { answers, laterAnswer, rows: yield* stored(page) }

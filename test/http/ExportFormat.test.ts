@@ -1,12 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { parse } from "csv-parse/sync"
 import { Chunk, Effect, Stream } from "effect"
-import {
-  type ExportFormat,
-  type ExportRow,
-  encodeRows,
-  exportColumns,
-} from "../../src/persistence/ExportFormat.ts"
+import { type ExportFormat, encodeRows, exportColumns } from "../../src/http/ExportFormat.ts"
+import type { ExportRow } from "../../src/persistence/ClusterExport.ts"
 
 const row = (page: string, clusterIdx: number): ExportRow => ({
   page_uuid: page,

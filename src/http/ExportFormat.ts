@@ -1,27 +1,10 @@
 import { stringify } from "csv-stringify/sync"
 import { Chunk, Schema, Stream } from "effect"
+import type { ExportRow } from "../persistence/ClusterExport.ts"
 
 /** The file formats of a cluster export. */
 export const ExportFormat = Schema.Literal("ndjson", "csv")
 export type ExportFormat = typeof ExportFormat.Type
-
-/**
- * One cluster of one page as of the export, as analysts receive it. The field order is the CSV column order and
- * the key order of every NDJSON object, so both formats read the same.
- */
-export interface ExportRow {
-  readonly page_uuid: string
-  readonly cluster_idx: number
-  readonly centroid_x: number
-  readonly centroid_y: number
-  readonly click_count: number
-  /** ISO-8601, UTC. */
-  readonly first_click_at: string
-  /** ISO-8601, UTC. */
-  readonly last_click_at: string
-  /** The page's last click these numbers include (clicks are numbered 1, 2, … per page). */
-  readonly seq: number
-}
 
 export const exportColumns: ReadonlyArray<keyof ExportRow> = [
   "page_uuid",
