@@ -136,5 +136,6 @@ export const HttpLive = HttpApiBuilder.serve(observeRequests).pipe(
   HttpServer.withLogAddress,
   // No trace exporter is configured, so per-request spans would be built for nobody: a measurable cost per request.
   HttpMiddleware.withTracerDisabledWhen(() => true),
-  Layer.provide(NodeServerLive),
+  // Merged, so the server (its address) is reachable by whoever builds this layer, e.g. an in-process test.
+  Layer.provideMerge(NodeServerLive),
 )
