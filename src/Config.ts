@@ -71,6 +71,9 @@ export class AppConfig extends Effect.Service<AppConfig>()("AppConfig", {
       httpTimeouts: yield* httpTimeouts,
       adminToken: yield* Config.option(Config.redacted("ADMIN_TOKEN")),
       logLevel: yield* Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
+      /** OTLP/HTTP collector base URL (the standard variable); none → spans are not exported. */
+      otlpEndpoint: yield* Config.option(Config.url("OTEL_EXPORTER_OTLP_ENDPOINT")),
+      otelServiceName: yield* Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("click-clusters")),
     }
   }),
 }) {}
