@@ -9,6 +9,7 @@ export class Readiness extends Effect.Service<Readiness>()("persistence/Readines
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     const config = yield* AppConfig
+    const latest = yield* latestMigration
     return {
       /** Succeeds when ready; fails with the reason otherwise. */
       check: sql<{ id: number | null }>`SELECT max(migration_id)::int AS id FROM effect_sql_migrations`.pipe(
@@ -19,9 +20,9 @@ export class Readiness extends Effect.Service<Readiness>()("persistence/Readines
             : `the database is unreachable: ${e.message}`,
         ),
         Effect.flatMap(([row]) =>
-          (row?.id ?? 0) >= latestMigration
+          (row?.id ?? 0) >= latest
             ? Effect.void
-            : Effect.fail(`the schema is at migration ${row?.id ?? 0}, this build needs ${latestMigration}`),
+            : Effect.fail(`the schema is at migration ${row?.id ?? 0}, this build needs ${latest}`),
         ),
       ),
     }

@@ -7,13 +7,14 @@ import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import createClicks from "./migrations/0001_create_clicks.ts"
 import createPageSnapshots from "./migrations/0002_create_page_snapshots.ts"
 
-/** Id of the newest migration: readiness requires the database to have it. */
-export const latestMigration = 2
-
+/** The schema's history: one numbered migration per concern, run in the order of their numbers. */
 const migrations = Migrator.fromRecord({
   "0001_create_clicks": createClicks,
   "0002_create_page_snapshots": createPageSnapshots,
 })
+
+/** Id of the newest migration (readiness requires the database to have it), read from the record as the migrator reads it. */
+export const latestMigration = Effect.map(migrations, (all) => Math.max(0, ...all.map(([id]) => id)))
 
 /** The Postgres client: `DATABASE_URL` when set, else the embedded database under `DATA_DIR`. */
 const ClientLive = Layer.unwrapEffect(
