@@ -1,17 +1,28 @@
-import { Deferred, Duration, Effect, FiberSet, type Option, Schedule } from "effect"
+import { Deferred, Duration, Effect, Either, Exit, FiberSet, Schedule } from "effect"
 import { AppConfig } from "../Config.ts"
-import type { ClusterSummary } from "../domain/PageClusters.ts"
 import { Metrics } from "../Metrics.ts"
 import { StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { BoundedSet } from "./BoundedSet.ts"
-import { PageBehaviour, type PageState } from "./PageBehaviour.ts"
+import { PageBehaviour, type PageState, type SaveDecision } from "./PageBehaviour.ts"
 import { PageBusy } from "./PageErrors.ts"
-import type { PageMessage, SaveError, SaveReply } from "./PageProtocol.ts"
+import { changesState, type ErrorOf, type PageTag, type PayloadOf, type SuccessOf } from "./PageProtocol.ts"
+
+/**
+ * A message as the host carries it: where its answer goes stays here, out of the message. `serve` runs the
+ * message's handler on the page's state and settles the reply; `fail` answers it without serving it.
+ */
+interface Envelope {
+  readonly tag: PageTag
+  /** `performance.now()` by which it must be answered: its arrival + DB_TIMEOUT (bounds the page's recovery). */
+  readonly deadline: number
+  readonly serve: (state: PageState) => Effect.Effect<void>
+  readonly fail: (error: StorageUnavailable) => void
+}
 
 /** A page actor: its mailbox, its state once recovered, and whether a fiber is serving it now. */
 interface Actor {
   readonly page: string
-  readonly mailbox: Array<PageMessage>
+  readonly mailbox: Array<Envelope>
   state: PageState | undefined
   /** A fiber is draining the mailbox; at most one at a time, so messages are served strictly in order. */
   running: boolean
@@ -20,6 +31,8 @@ interface Actor {
   stopped: boolean
   /** Came to life and has not finished its first messages yet: not counted against MAX_ACTIVE_PAGES until then. */
   arriving: boolean
+  /** Opened when the actor has served its mailbox; made only when someone waits for that (shutdown). */
+  served: Effect.Latch | undefined
   /** Neighbours in the recency list (least recently used first), which picks the actors to evict. */
   older: Actor | undefined
   newer: Actor | undefined
@@ -49,8 +62,9 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     const behaviour = yield* PageBehaviour
     const metrics = yield* Metrics
     const fibers = yield* FiberSet.make()
-    /** Forks into `fibers` from synchronous code (the fast lane's snapshots). */
-    const runInBackground = yield* FiberSet.runtime(fibers)<never>()
+    /** Read synchronously (the fast path has no fiber); a TestClock in tests, so it drives passivation. */
+    const clock = yield* Effect.clock
+    const dbTimeoutMs = Duration.toMillis(config.dbTimeout)
     const actors = new Map<string, Actor>()
     const idleMs = Duration.toMillis(config.actorIdleTimeout)
     const maxActive = config.maxActivePages
@@ -77,15 +91,8 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       },
     })
 
-    const failAll = (messages: Iterable<PageMessage>, error: StorageUnavailable) => {
-      const failed = Effect.fail(error)
-      for (const m of messages) {
-        // Each reply has its own success type; all share the error, hence one branch per kind.
-        if (m._tag === "Save") Deferred.unsafeDone(m.reply, failed)
-        else if (m._tag === "Predict") Deferred.unsafeDone(m.reply, failed)
-        else if (m._tag === "Largest") Deferred.unsafeDone(m.reply, failed)
-        else Deferred.unsafeDone(m.reply, failed)
-      }
+    const failAll = (envelopes: Iterable<Envelope>, error: StorageUnavailable) => {
+      for (const e of envelopes) e.fail(error)
     }
 
     /** Whether nothing of the actor is waiting, running or uncommitted. */
@@ -131,7 +138,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       remove(actor)
       const state = actor.state
       if (state !== undefined && !state.chain.failed && state.seq > state.snapshotSeq)
-        runInBackground(behaviour.takeSnapshot(state))
+        behaviour.snapshotInBackground(state)
     }
 
     /** Evicts quiet actors, least recently used first, until at most `limit` remain or `scan` were looked at. */
@@ -156,6 +163,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
      */
     const idle = (actor: Actor) => {
       actor.running = false
+      actor.served?.unsafeOpen()
       if (actor.arriving) {
         actor.arriving = false
         arriving--
@@ -175,30 +183,23 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     const knownEmpty = new BoundedSet<string>(Math.max(1024, maxActive))
     const emptyForReads = behaviour.emptyState("")
 
-    const snapshotInBackground = (state: PageState) => FiberSet.run(fibers, behaviour.takeSnapshot(state))
-
     /** Serves one message: recovers the page first when it has no state or its state failed. */
-    const serve = (actor: Actor, message: PageMessage) =>
+    const serve = (actor: Actor, envelope: Envelope) =>
       Effect.gen(function* () {
-        actor.lastActive = Date.now()
+        actor.lastActive = clock.unsafeCurrentTimeMillis()
         if (actor.state === undefined || actor.state.chain.failed) {
-          const recovered = yield* Effect.either(
-            behaviour.recover(actor.page, message._tag === "Save" ? message.deadline : undefined),
-          )
+          const recovered = yield* Effect.either(behaviour.recover(actor.page, envelope.deadline))
           if (recovered._tag === "Right") {
             actor.state = recovered.right
-          } else if (actor.state === undefined || message._tag === "Save") {
+          } else if (actor.state === undefined || changesState(envelope.tag)) {
             // Everything already waiting would fail the same way: answer it now rather than one timeout each.
-            failAll([message, ...actor.mailbox.splice(0)], recovered.left)
+            failAll([envelope, ...actor.mailbox.splice(0)], recovered.left)
             return
           }
           // Otherwise the database is away and a read is served from memory; the state may still count the
           // clicks whose saves just failed, until a later message recovers the page from the database.
         }
-        const state = actor.state
-        yield* behaviour.handle(state, message)
-        if (message._tag === "Save" && behaviour.snapshotDue(state, actor.lastActive))
-          yield* snapshotInBackground(state)
+        yield* envelope.serve(actor.state)
       })
 
     /** The actor's fiber: serves the mailbox until it is empty; the emptiness check and the stop are one step. */
@@ -214,8 +215,8 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         }
       })
 
-    const serveGuarded = (actor: Actor, message: PageMessage) =>
-      serve(actor, message).pipe(
+    const serveGuarded = (actor: Actor, envelope: Envelope) =>
+      serve(actor, envelope).pipe(
         // A defect in one message must not leave its caller waiting forever nor stop the page: answer it 503,
         // drop the page's state (it recovers from the database on its next message) and go on.
         Effect.catchAllCause((cause) =>
@@ -224,8 +225,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
             Effect.zipRight(
               Effect.sync(() => {
                 if (actor.state !== undefined) actor.state.chain.failed = true
-                failAll(
-                  [message],
+                envelope.fail(
                   new StorageUnavailable({ message: "the page could not serve this request; retry" }),
                 )
               }),
@@ -234,14 +234,21 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         ),
       )
 
-    /** Delivers a message to the page's actor (bringing it to life if needed) and waits for the reply. */
-    const send = <A, E extends SaveError = StorageUnavailable>(
+    /**
+     * Delivers a message to the page's actor (bringing it to life if needed) and waits for its answer: the
+     * handler's decision, taken in the page's order, then its completion (a save's commit), awaited here.
+     */
+    const send = <T extends PageTag>(
       page: string,
-      message: (reply: Deferred.Deferred<A, E>) => PageMessage,
-    ) =>
+      tag: T,
+      payload: PayloadOf<T>,
+    ): Effect.Effect<SuccessOf<T>, ErrorOf<T> | StorageUnavailable | PageBusy> =>
       Effect.gen(function* () {
         if (!accepting) return yield* new PageBusy({ message: "the service is shutting down" })
-        const reply = yield* Deferred.make<A, E>()
+        const reply = yield* Deferred.make<
+          Effect.Effect<SuccessOf<T>, ErrorOf<T>>,
+          ErrorOf<T> | StorageUnavailable
+        >()
         let actor = actors.get(page)
         if (actor === undefined) {
           actor = {
@@ -249,9 +256,10 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
             mailbox: [],
             state: knownEmpty.delete(page) ? behaviour.emptyState(page) : undefined,
             running: false,
-            lastActive: Date.now(),
+            lastActive: clock.unsafeCurrentTimeMillis(),
             stopped: false,
             arriving: true,
+            served: undefined,
             older: undefined,
             newer: undefined,
           }
@@ -264,7 +272,22 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         if (actor.mailbox.length >= config.mailboxSize) {
           return yield* new PageBusy({ message: `too many requests for page ${page}; retry later` })
         }
-        const envelope = message(reply)
+        const handler = behaviour.handlers[tag]
+        const envelope: Envelope = {
+          tag,
+          deadline: performance.now() + dbTimeoutMs,
+          // A typed failure is the message's answer; a defect goes on to the guard (serveGuarded).
+          serve: (state) =>
+            Effect.map(Effect.either(handler(state, payload, envelope.deadline)), (decided) => {
+              Deferred.unsafeDone(
+                reply,
+                Either.isRight(decided) ? Exit.succeed(decided.right) : Exit.fail(decided.left),
+              )
+            }),
+          fail: (error) => {
+            Deferred.unsafeDone(reply, Exit.fail(error))
+          },
+        }
         if (!actor.running) {
           // The actor is idle (nothing waiting, nothing running): this fiber serves the message itself, which
           // spares a fork per request; whatever arrives meanwhile is drained by a fiber of the actor's own. Not
@@ -283,7 +306,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         } else {
           actor.mailbox.push(envelope)
         }
-        return yield* Deferred.await(reply)
+        return yield* Effect.flatten(Deferred.await(reply))
       })
 
     /**
@@ -297,7 +320,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       if (actor === undefined || actor.running || actor.mailbox.length > 0) return undefined
       const state = actor.state
       if (state === undefined || state.chain.failed) return undefined
-      actor.lastActive = Date.now()
+      actor.lastActive = clock.unsafeCurrentTimeMillis()
       touch(actor)
       return state
     }
@@ -307,17 +330,17 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
      * snapshots idle pages whose snapshot is due by SNAPSHOT_INTERVAL. Runs between messages, never during one:
      * `send` and this check run without yielding, so no message can slip into a passivated actor.
      */
-    const sweep = Effect.gen(function* () {
+    const sweep = Effect.sync(() => {
       // Pages new pages could not evict (all busy then) go once they are quiet.
       if (actors.size - arriving > maxActive) evictDownTo(maxActive, Number.POSITIVE_INFINITY)
-      const now = Date.now()
+      const now = clock.unsafeCurrentTimeMillis()
       for (const actor of actors.values()) {
         if (!quiet(actor)) continue
         const state = actor.state
         if (now - actor.lastActive >= idleMs) {
           passivate(actor)
         } else if (state !== undefined && behaviour.snapshotDue(state, now)) {
-          yield* snapshotInBackground(state)
+          behaviour.snapshotInBackground(state)
         }
       }
     })
@@ -327,11 +350,22 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     )
     yield* Effect.forkScoped(Effect.repeat(sweep, Schedule.spaced(sweepEvery)))
 
+    /** Waits until the actor has served its mailbox and its clicks are settled (committed or failed). */
+    const settled = (actor: Actor): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (actor.running || actor.mailbox.length > 0) {
+          actor.served ??= Effect.unsafeMakeLatch(false)
+          return Effect.zipRight(actor.served.await, settled(actor))
+        }
+        // The log writes a page's clicks in order: once its last one is settled, all are.
+        return actor.state === undefined ? Effect.void : Effect.ignore(actor.state.lastCommit.await)
+      })
+
     // Shutdown: refuse new messages, let the actors finish their mailboxes and their clicks commit, snapshot.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         accepting = false
-        while (!Array.from(actors.values()).every(quiet)) yield* Effect.sleep("2 millis")
+        yield* Effect.forEach(actors.values(), settled, { concurrency: "unbounded", discard: true })
         yield* Effect.forEach(
           actors.values(),
           (a) =>
@@ -345,33 +379,28 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     )
 
     return {
+      /** Sends one message of the protocol to a page and waits for its answer. */
+      send,
       save: (page: string, x: number, y: number, requestId: string | null) =>
-        send<SaveReply, SaveError>(page, (reply) => ({
-          _tag: "Save",
-          x,
-          y,
-          requestId,
-          deadline: performance.now() + Duration.toMillis(config.dbTimeout),
-          reply,
-        })).pipe(Effect.flatMap((r) => Effect.as(r.committed.await, r))),
+        send(page, "Save", { x, y, requestId }),
       /**
        * A save served at once when the page's actor is idle (see `stateToServeNow`) and the click log has room:
-       * the reply, whose commit the caller waits for; undefined when the save must go through `save`.
+       * the decision, whose commit the caller waits for; undefined when the save must go through `save`.
        */
-      saveNow: (page: string, x: number, y: number): SaveReply | undefined => {
+      saveNow: (page: string, x: number, y: number): SaveDecision | undefined => {
         if (!behaviour.canSaveNow()) return undefined
         const state = stateToServeNow(page)
         if (state === undefined) return undefined
-        let reply: SaveReply
+        let decision: SaveDecision
         try {
-          reply = behaviour.save(state, x, y, null)
+          decision = behaviour.save(state, x, y, null)
         } catch (defect) {
           // A bug mid-save may leave the state half changed: the page recovers from the database next time.
           state.chain.failed = true
           throw defect
         }
-        if (behaviour.snapshotDue(state, Date.now())) runInBackground(behaviour.takeSnapshot(state))
-        return reply
+        behaviour.snapshotIfDue(state)
+        return decision
       },
       /** A prediction served at once when the page's actor is idle; undefined when it must go through `predict`. */
       predictNow: (page: string, x: number, y: number): number | null | undefined => {
@@ -380,12 +409,9 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         const state = stateToServeNow(page)
         return state === undefined ? undefined : behaviour.predict(state, x, y)
       },
-      predict: (page: string, x: number, y: number) =>
-        send<number | null>(page, (reply) => ({ _tag: "Predict", x, y, reply })),
-      largestCluster: (page: string) =>
-        send<Option.Option<number>>(page, (reply) => ({ _tag: "Largest", reply })),
-      clusters: (page: string) =>
-        send<ReadonlyArray<ClusterSummary>>(page, (reply) => ({ _tag: "Clusters", reply })),
+      predict: (page: string, x: number, y: number) => send(page, "Predict", { x, y }),
+      largestCluster: (page: string) => send(page, "Largest", undefined),
+      clusters: (page: string) => send(page, "Clusters", undefined),
       /** Number of page actors in memory. */
       activeCount: () => actors.size,
     } as const

@@ -1,4 +1,4 @@
-import { Deferred, Duration, Effect, Option } from "effect"
+import { Duration, Effect, FiberSet, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { PageClusters } from "../domain/PageClusters.ts"
 import { PageReplay } from "../domain/PageReplay.ts"
@@ -9,7 +9,30 @@ import { CommitTicket } from "../persistence/CommitTicket.ts"
 import { withDeadline } from "../persistence/DatabaseDeadline.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
 import { IdempotencyConflict, storageUnavailable } from "../persistence/StorageErrors.ts"
-import type { PageMessage, SaveReply } from "./PageProtocol.ts"
+import type { ErrorOf, PageTag, PayloadOf, SavedClick, SuccessOf } from "./PageProtocol.ts"
+
+/** The answer to a save, decided at once: acknowledged to the client once `committed` settles without error. */
+export interface SaveDecision {
+  readonly clusterIdx: number
+  readonly isNew: boolean
+  readonly committed: CommitTicket
+}
+
+type SaveError = ErrorOf<"Save">
+
+/**
+ * How a page serves the message tagged `T`: decided in the page's order (the outer effect, which may fail at once),
+ * completed outside it (the effect it returns: a save's commit).
+ */
+export type PageHandler<T extends PageTag> = (
+  state: PageState,
+  payload: PayloadOf<T>,
+  /** `performance.now()` by which the message must be answered: its arrival + DB_TIMEOUT. */
+  deadline: number,
+) => Effect.Effect<Effect.Effect<SuccessOf<T>, ErrorOf<T>>, ErrorOf<T>>
+
+/** One handler per message of the protocol (PageProtocol.ts). */
+export type PageHandlers = { readonly [T in PageTag]: PageHandler<T> }
 
 /** What a page actor holds between messages. */
 export interface PageState {
@@ -24,7 +47,7 @@ export interface PageState {
   snapshotSeq: number
   snapshotAt: number
   /** Answers given to recent saves that carried a request id, so a duplicate gets the first answer at once. */
-  answered: Map<string, { readonly x: number; readonly y: number; readonly reply: SaveReply }> | undefined
+  answered: Map<string, { readonly x: number; readonly y: number; readonly reply: SaveDecision }> | undefined
 }
 
 /** How many recent request ids a page remembers; older ones are found in the database. */
@@ -35,8 +58,12 @@ const ANSWERED_CAPACITY = 1024
  * answered (every decision is the domain's), and how the state is snapshotted.
  */
 export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageBehaviour", {
-  effect: Effect.gen(function* () {
+  scoped: Effect.gen(function* () {
     const config = yield* AppConfig
+    /** Read synchronously on the fast path; a TestClock in tests. */
+    const clock = yield* Effect.clock
+    /** Background snapshots, interrupted when the service closes (the page's clicks are in the log regardless). */
+    const runInBackground = yield* FiberSet.makeRuntime<never>()
     const clickLog = yield* ClickLog
     const clicks = yield* ClickRepository
     const snapshots = yield* SnapshotStore
@@ -58,7 +85,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         seq: replay.seq,
         lastCommit: CommitTicket.committed,
         snapshotSeq: replay.snapshotSeq,
-        snapshotAt: Date.now(),
+        snapshotAt: clock.unsafeCurrentTimeMillis(),
         answered: undefined, // made on the first save with a request id: most pages never need it
       }
     }
@@ -98,18 +125,18 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
             withDeadline(Duration.millis(Math.max(0, deadline - performance.now()))),
             Effect.catchAll(storageUnavailable("looking up the request id")),
           )
-        if (Option.isNone(stored)) return Option.none<SaveReply>()
+        if (Option.isNone(stored)) return Option.none<SaveDecision>()
         const click = stored.value
         if (click.page_uuid !== state.page || click.x !== x || click.y !== y)
           return yield* conflict(requestId)
-        return Option.some<SaveReply>({
+        return Option.some<SaveDecision>({
           clusterIdx: click.cluster_idx,
           isNew: click.is_new,
           committed: CommitTicket.committed,
         })
       })
 
-    const remember = (state: PageState, requestId: string, x: number, y: number, reply: SaveReply) => {
+    const remember = (state: PageState, requestId: string, x: number, y: number, reply: SaveDecision) => {
       if (state.answered === undefined) state.answered = new Map()
       const answered = state.answered
       if (answered.size >= ANSWERED_CAPACITY) {
@@ -129,8 +156,8 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       y: number,
       requestId: string | null,
       deadline?: number,
-    ): SaveReply => {
-      const at = Date.now()
+    ): SaveDecision => {
+      const at = clock.unsafeCurrentTimeMillis()
       const before = state.clusters.size
       const clusterIdx = state.clusters.assign(x, y, at)
       state.seq += 1
@@ -152,47 +179,39 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       return i === PageClusters.NONE ? null : i
     }
 
-    /** Answers one message; a save hands its click to the log and replies without waiting for the commit. */
-    const handle = (state: PageState, message: PageMessage) =>
-      Effect.gen(function* () {
-        const clusters = state.clusters
-        switch (message._tag) {
-          case "Save": {
-            const requestId = message.requestId
-            if (requestId !== null) {
-              const earlier = yield* Effect.either(
-                earlierAnswer(state, requestId, message.x, message.y, message.deadline),
-              )
-              if (earlier._tag === "Left")
-                return Deferred.unsafeDone(message.reply, Effect.fail(earlier.left))
-              if (Option.isSome(earlier.right))
-                return Deferred.unsafeDone(message.reply, Effect.succeed(earlier.right.value))
-            }
-            yield* clickLog.awaitRoom
-            const reply = save(state, message.x, message.y, requestId, message.deadline)
-            if (requestId !== null) remember(state, requestId, message.x, message.y, reply)
-            Deferred.unsafeDone(message.reply, Effect.succeed(reply))
-            return
+    /** A save's completion: its answer, once its click is committed. */
+    const acknowledged = (decision: SaveDecision): Effect.Effect<SavedClick, SaveError> =>
+      Effect.as(decision.committed.await, { clusterIdx: decision.clusterIdx, isNew: decision.isNew })
+
+    /**
+     * How each message is served, given the page's state and the message's deadline. Each handler is decided in
+     * the page's order and returns the message's completion, which the sender awaits outside that order (a save's
+     * commit), so a page goes on to its next message while earlier clicks are being written.
+     */
+    const handlers: PageHandlers = {
+      Save: (state, { x, y, requestId }, deadline) =>
+        Effect.gen(function* () {
+          if (requestId !== null) {
+            const earlier = yield* earlierAnswer(state, requestId, x, y, deadline)
+            if (Option.isSome(earlier)) return acknowledged(earlier.value)
           }
-          case "Predict": {
-            Deferred.unsafeDone(message.reply, Effect.succeed(predict(state, message.x, message.y)))
-            return
-          }
-          case "Largest": {
-            const i = clusters.largest()
-            Deferred.unsafeDone(
-              message.reply,
-              Effect.succeed(i === PageClusters.NONE ? Option.none() : Option.some(i)),
-            )
-            return
-          }
-          case "Clusters": {
-            const all = Array.from({ length: clusters.size }, (_, i) => clusters.summary(i))
-            Deferred.unsafeDone(message.reply, Effect.succeed(all))
-            return
-          }
-        }
-      })
+          yield* clickLog.awaitRoom
+          const decision = save(state, x, y, requestId, deadline)
+          if (requestId !== null) remember(state, requestId, x, y, decision)
+          snapshotIfDue(state)
+          return acknowledged(decision)
+        }),
+      Predict: (state, { x, y }) => Effect.sync(() => Effect.succeed(predict(state, x, y))),
+      Largest: (state) =>
+        Effect.sync(() => {
+          const i = state.clusters.largest()
+          return Effect.succeed(i === PageClusters.NONE ? Option.none() : Option.some(i))
+        }),
+      Clusters: ({ clusters }) =>
+        Effect.sync(() =>
+          Effect.succeed(Array.from({ length: clusters.size }, (_, i) => clusters.summary(i))),
+        ),
+    }
 
     /** Whether the page has clicks its snapshot does not cover and one is due. */
     const snapshotDue = (state: PageState, now: number) =>
@@ -208,7 +227,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       const clusters = state.clusters.toSnapshot()
       const committed = state.lastCommit
       state.snapshotSeq = seq
-      state.snapshotAt = Date.now()
+      state.snapshotAt = clock.unsafeCurrentTimeMillis()
       // The commit wait is bounded by the click log itself; the store gets DB_TIMEOUT of its own.
       return committed.await.pipe(
         Effect.zipRight(
@@ -230,16 +249,26 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       )
     }
 
+    /** Takes a snapshot in the background when one is due (never on the request path). */
+    const snapshotIfDue = (state: PageState) => {
+      if (snapshotDue(state, clock.unsafeCurrentTimeMillis())) runInBackground(takeSnapshot(state))
+    }
+
     return {
       recover,
       /** The state of a page the database is known to hold nothing of: what `recover` would give, without a read. */
       emptyState: (page: string) => stateOf(page, new PageReplay(radius, undefined)),
-      handle,
+      handlers,
       save,
       predict,
       /** Whether a save can hand its click to the log without waiting (the writer's buffer has room). */
       canSaveNow: clickLog.hasRoom,
       snapshotDue,
+      snapshotIfDue,
+      /** Snapshots the state in the background (a page leaving memory with clicks its snapshot lacks). */
+      snapshotInBackground: (state: PageState) => {
+        runInBackground(takeSnapshot(state))
+      },
       takeSnapshot,
     } as const
   }),

@@ -1,32 +1,82 @@
-import type { Deferred, Option } from "effect"
-import type { ClusterSummary } from "../domain/PageClusters.ts"
-import type { CommitError, CommitTicket } from "../persistence/CommitTicket.ts"
-import type { StorageUnavailable } from "../persistence/StorageErrors.ts"
+import { Entity } from "@effect/cluster"
+import { Rpc } from "@effect/rpc"
+import { Schema } from "effect"
+import { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageErrors.ts"
 
-/** The answer to a save: decided at once, acknowledged to the client once `committed` settles without error. */
-export interface SaveReply {
-  readonly clusterIdx: number
-  readonly isNew: boolean
-  readonly committed: CommitTicket
-}
+/**
+ * The page actor's protocol: every message a page serves, with its payload, its answer and its errors, declared
+ * once as schemas in the shape of an `@effect/cluster` entity, so the same declaration can be hosted in this
+ * process (PageActorHost) or sharded over runners. Messages are plain data: where a reply goes is the host's
+ * business, never the message's.
+ *
+ * The ordering rule, stated once: a page serves its messages one at a time, in the order they reached it. A
+ * message is decided (its click assigned and numbered, its read answered) before the next one is looked at; a save
+ * is acknowledged only once its click is committed, and its commit never waits for a later message.
+ */
 
-/** Why a save was not acknowledged. */
-export type SaveError = CommitError
+/** A coordinate of the unit square. */
+const Unit = Schema.Number.pipe(Schema.finite(), Schema.between(0, 1))
 
-type Reply<A> = Deferred.Deferred<A, StorageUnavailable>
+/** A cluster's position in its page: 0, 1, 2, … in order of foundation. */
+const ClusterIndex = Schema.NonNegativeInt
 
-/** The messages a page actor serves, one at a time in arrival order; each carries where its reply goes. */
-export type PageMessage =
-  | {
-      readonly _tag: "Save"
-      readonly x: number
-      readonly y: number
-      /** The client's idempotency key (a lower-case UUID), if it sent one. */
-      readonly requestId: string | null
-      /** `performance.now()` by which the save must be answered: sent + DB_TIMEOUT, however long it waited. */
-      readonly deadline: number
-      readonly reply: Deferred.Deferred<SaveReply, SaveError>
-    }
-  | { readonly _tag: "Predict"; readonly x: number; readonly y: number; readonly reply: Reply<number | null> }
-  | { readonly _tag: "Largest"; readonly reply: Reply<Option.Option<number>> }
-  | { readonly _tag: "Clusters"; readonly reply: Reply<ReadonlyArray<ClusterSummary>> }
+/** What a stored click was given. */
+export const SavedClick = Schema.Struct({ clusterIdx: ClusterIndex, isNew: Schema.Boolean })
+export type SavedClick = typeof SavedClick.Type
+
+/** One cluster of a page; times are epoch milliseconds. */
+export const ClusterSummary = Schema.Struct({
+  clusterIdx: ClusterIndex,
+  centroidX: Unit,
+  centroidY: Unit,
+  count: Schema.Int,
+  firstAt: Schema.Number,
+  lastAt: Schema.Number,
+})
+
+/**
+ * Stores a click and answers the cluster it joined or founded. A request id (a client's idempotency key) already
+ * stored for the same click answers the first answer again; for another click, IdempotencyConflict.
+ */
+export const Save = Rpc.make("Save", {
+  payload: { x: Unit, y: Unit, requestId: Schema.NullOr(Schema.String) },
+  success: SavedClick,
+  error: Schema.Union(StorageUnavailable, IdempotencyConflict),
+})
+
+/** The cluster a click would join (null: it would found one); changes nothing. */
+export const Predict = Rpc.make("Predict", {
+  payload: { x: Unit, y: Unit },
+  success: Schema.NullOr(ClusterIndex),
+  error: StorageUnavailable,
+})
+
+/** The index of the cluster with the most clicks (ties → lower index); none for a page without clicks. */
+export const Largest = Rpc.make("Largest", {
+  success: Schema.Option(ClusterIndex),
+  error: StorageUnavailable,
+})
+
+/** Every cluster of the page, by index. */
+export const Clusters = Rpc.make("Clusters", {
+  success: Schema.Array(ClusterSummary),
+  error: StorageUnavailable,
+})
+
+/** The page entity: its messages, addressed by page id. */
+export const Page = Entity.make("Page", [Save, Predict, Largest, Clusters])
+
+/** Whether a message changes the page: it must be served on a state recovered from the database, never a stale one. */
+export const changesState = (tag: PageTag) => tag === Save._tag
+
+/** Any of the page's messages (an Rpc declaration). */
+export type PageRpc = typeof Save | typeof Predict | typeof Largest | typeof Clusters
+export type PageTag = Rpc.Tag<PageRpc>
+/** The declaration of the message with tag `T`. */
+export type PageRpcOf<T extends PageTag> = Rpc.ExtractTag<PageRpc, T>
+export type PayloadOf<T extends PageTag> = Rpc.Payload<PageRpcOf<T>>
+export type SuccessOf<T extends PageTag> = Rpc.Success<PageRpcOf<T>>
+export type ErrorOf<T extends PageTag> = Rpc.Error<PageRpcOf<T>>
+
+/** The answer to a save as the in-process fast path sees it: decided at once, acknowledged once committed. */
+export type { SaveDecision as SaveReply } from "./PageBehaviour.ts"
