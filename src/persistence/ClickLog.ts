@@ -83,6 +83,8 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     let inFlight: ReadonlyArray<Pending> = []
     const hasWork = yield* Effect.makeLatch(false)
     const hasRoom = yield* Effect.makeLatch(true)
+    /** Open while the writer has nothing waiting and nothing in flight: what shutdown waits for. */
+    const idle = yield* Effect.makeLatch(true)
 
     /**
      * Settles clicks; a listener that throws (a bug of the caller) is logged and does not keep the rest of the
@@ -209,48 +211,51 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
       return { live, dead }
     }
 
-    const writeBatch = (taken: ReadonlyArray<Pending>) =>
-      Effect.gen(function* () {
-        const start = performance.now()
-        const { live, dead } = prepare(taken, start)
-        if (dead.length > 0) {
-          const reasons = new Map(dead)
-          yield* settle(
-            dead.map(([p]) => p),
-            (p) => reasons.get(p),
-          )
-        }
-        if (live.length === 0) return
-        const oldest = Math.min(...live.map((p) => p.deadline))
-        const outcome = yield* insert(live).pipe(withDeadline(Duration.millis(oldest - start)), Effect.either)
-        if (outcome._tag === "Left") {
-          metrics.databaseErrors.inc({ operation: "click_log_insert" })
-          yield* Effect.logWarning("click log batch failed", outcome.left)
-          const error = outcome.left
-          return yield* fail(
-            live,
-            error._tag === "SqlError" && refusedByServer(error)
-              ? notStored("the click log refused the batch")
-              : mayBeStored(
-                  error._tag === "TimeoutException"
-                    ? "the click log did not commit in time (DB_TIMEOUT)"
-                    : "the click log's connection failed",
-                ),
-          )
-        }
-        const failures = outcome.right
-        const stored = live.length - failures.size
-        metrics.commitDuration.observe(secondsSince(start))
-        metrics.batchSize.observe(live.length)
-        metrics.clicksSaved.inc(stored)
-        const byIndex = new Map(live.map((p, i) => [p, failures.get(i)]))
-        yield* settle(live, (p) => byIndex.get(p))
-      })
+    /** One span per batch (not per click): the group commit is what a trace should show of the click log. */
+    const writeBatch = Effect.fn("ClickLog.writeBatch")(function* (taken: ReadonlyArray<Pending>) {
+      // performance.now(), not Clock: the deadlines come from the synchronous append path, on this clock.
+      const start = performance.now()
+      const { live, dead } = prepare(taken, start)
+      if (dead.length > 0) {
+        const reasons = new Map(dead)
+        yield* settle(
+          dead.map(([p]) => p),
+          (p) => reasons.get(p),
+        )
+      }
+      if (live.length === 0) return
+      const oldest = Math.min(...live.map((p) => p.deadline))
+      const outcome = yield* insert(live).pipe(withDeadline(Duration.millis(oldest - start)), Effect.either)
+      if (outcome._tag === "Left") {
+        metrics.databaseErrors.inc({ operation: "click_log_insert" })
+        yield* Effect.logWarning("click log batch failed", outcome.left)
+        const error = outcome.left
+        return yield* fail(
+          live,
+          error._tag === "SqlError" && refusedByServer(error)
+            ? notStored("the click log refused the batch")
+            : mayBeStored(
+                error._tag === "TimeoutException"
+                  ? "the click log did not commit in time (DB_TIMEOUT)"
+                  : "the click log's connection failed",
+              ),
+        )
+      }
+      const failures = outcome.right
+      const stored = live.length - failures.size
+      metrics.commitDuration.observe(secondsSince(start))
+      metrics.batchSize.observe(live.length)
+      metrics.clicksSaved.inc(stored)
+      const byIndex = new Map(live.map((p, i) => [p, failures.get(i)]))
+      yield* settle(live, (p) => byIndex.get(p))
+    })
 
     /** One turn of the writer: waits for work, takes a batch, writes it. */
     const writeNext = Effect.gen(function* () {
       if (waiting.length === 0) {
-        // Closing and awaiting happen in one synchronous step: no append can slip in between.
+        // Nothing waiting, nothing in flight (the last batch is settled). Opening, closing and awaiting happen
+        // in one synchronous step: no append can slip in between.
+        idle.unsafeOpen()
         hasWork.unsafeClose()
         yield* hasWork.await
       }
@@ -292,9 +297,11 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
 
     // On shutdown, let the writer commit what it holds before the pool closes.
     yield* Effect.addFinalizer(() =>
-      Effect.gen(function* () {
-        while (inFlight.length > 0 || waiting.length > 0) yield* Effect.sleep("2 millis")
-      }).pipe(Effect.timeout(config.shutdownTimeout), Effect.ignore),
+      idle.await.pipe(
+        Effect.timeout(config.shutdownTimeout),
+        Effect.ignore,
+        Effect.withSpan("ClickLog.drain"),
+      ),
     )
 
     /**
@@ -309,6 +316,7 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
       const ticket = new CommitTicket()
       chain.pending++
       waiting.push({ record, chain, ticket, deadline })
+      idle.unsafeClose()
       hasWork.unsafeOpen()
       if (waiting.length >= capacity) hasRoom.unsafeClose()
       return ticket

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto"
 import { SqlClient } from "@effect/sql"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Layer, ManagedRuntime } from "effect"
+import { ConfigProvider, Context, Effect, Either, Layer, ManagedRuntime } from "effect"
+import { AppConfig } from "../../src/Config.ts"
 import { Metrics } from "../../src/Metrics.ts"
 import { ClickChain, ClickLog, type ClickRecord } from "../../src/persistence/ClickLog.ts"
 import type { CommitTicket } from "../../src/persistence/CommitTicket.ts"
@@ -159,5 +160,38 @@ describe.each(storageModes())("ClickLog writer, $name storage", ({ make }) => {
     expect(result.answers).toEqual(["ok", "ok"])
     expect(result.laterAnswer).toBe("ok")
     expect(result.rows.map((r) => r.seq)).toEqual([1, 2, 3])
+  })
+
+  it("closing the click log waits until every click handed to it is committed", async () => {
+    const page = `p-${randomUUID()}`
+    const env = { ...storage.env, LOG_LEVEL: "error", WRITER_LINGER: "0 millis", WRITER_BATCH_SIZE: "7" }
+    // A second writer over the same database, with a scope of its own to close.
+    const writer = ClickLog.Default.pipe(
+      Layer.provide(Metrics.Default),
+      Layer.provide(AppConfig.Default),
+      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))),
+    )
+    const result = await run(
+      Effect.gen(function* () {
+        const tickets = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const log = Context.get(yield* Layer.build(writer), ClickLog)
+            const chain = new ClickChain()
+            // Several batches' worth, none awaited: the scope closes with all of them still waiting.
+            return Array.from({ length: 30 }, (_, i) => log.append(click(page, i + 1), chain))
+          }),
+        )
+        const settledOnClose = tickets.every((t) => t.settled)
+        // An unsettled ticket would never settle now (its writer is gone): only await settled ones.
+        const answers = yield* Effect.forEach(
+          tickets.filter((t) => t.settled),
+          outcome,
+        )
+        return { settledOnClose, answers, rows: yield* stored(page) }
+      }),
+    )
+    expect(result.settledOnClose).toBe(true)
+    expect(new Set(result.answers)).toEqual(new Set(["ok"]))
+    expect(result.rows.map((r) => r.seq)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1))
   })
 })
