@@ -1,36 +1,40 @@
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
 import { SqlClient } from "@effect/sql"
-import { afterEach, describe, expect, it } from "@effect/vitest"
-import { ConfigProvider, Effect, Either, Layer, Option } from "effect"
+import { describe, expect, layer } from "@effect/vitest"
+import { ConfigProvider, Effect, Either, Layer, Option, TestClock, TestServices } from "effect"
 import { PageActorHost } from "../../src/actors/PageActorHost.ts"
+import { PageBehaviour } from "../../src/actors/PageBehaviour.ts"
 import { AppConfig } from "../../src/Config.ts"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
 import { Metrics } from "../../src/Metrics.ts"
-import { CoreLive } from "../../src/ServiceLayers.ts"
+import { ClickLog } from "../../src/persistence/ClickLog.ts"
+import { ClickRepository } from "../../src/persistence/ClickRepository.ts"
+import { SnapshotStore } from "../../src/persistence/SnapshotStore.ts"
+import { storageLayer } from "../support/StorageLayer.ts"
 import { storageModes } from "../support/StorageModes.ts"
 
-const dirs: Array<string> = []
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
-})
-
-/** The actors and storage on a fresh embedded database, configured as the environment variables say. */
-const core = (env: Record<string, string>, dataDir?: string) => {
-  const dir = dataDir ?? mkdtempSync(join(tmpdir(), "actors-"))
-  if (dataDir === undefined) dirs.push(dir)
-  const provider = ConfigProvider.fromMap(
-    new Map(Object.entries({ LOG_LEVEL: "error", ...env, DATA_DIR: dir })),
-  )
-  return {
-    dir,
-    layer: CoreLive.pipe(
-      Layer.provideMerge(AppConfig.Default),
-      Layer.provide(Layer.setConfigProvider(provider)),
+/**
+ * One database per storage mode for the whole file, migrated once; each test uses pages of its own. A "life" of
+ * the service is the page actors and everything they use but the database (click log writer, repositories,
+ * metrics), configured from `env` as the environment would: a test that restarts the service builds a second life
+ * over the same database.
+ */
+const sharedDatabase = (mode: ReturnType<typeof storageModes>[number]) =>
+  Layer.unwrapScoped(
+    Effect.acquireRelease(Effect.promise(mode.make), (storage) =>
+      Effect.promise(() => storage.dispose()),
+    ).pipe(
+      Effect.map((storage) => storageLayer({ ...storage, env: { ...storage.env, LOG_LEVEL: "error" } })),
     ),
-  }
-}
+  )
+
+const life = (env: Record<string, string> = {}) =>
+  PageActorHost.Default.pipe(
+    Layer.provide(PageBehaviour.Default),
+    Layer.provideMerge(Layer.mergeAll(ClickLog.Default, ClickRepository.Default, SnapshotStore.Default)),
+    Layer.provideMerge(Metrics.Default),
+    Layer.provideMerge(AppConfig.Default),
+    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))),
+  )
 
 /** Clicks around three centres, deterministic. */
 const clicks = Array.from({ length: 12 }, (_, i) => {
@@ -41,14 +45,14 @@ const clicks = Array.from({ length: 12 }, (_, i) => {
   ][i % 3]!
   return { x: centre[0]! + ((i * 7) % 5) * 0.003, y: centre[1]! + ((i * 3) % 4) * 0.004 }
 })
-const page = "recovery/1"
 
-const saveAll = (points: ReadonlyArray<{ x: number; y: number }>) =>
+const saveAll = (page: string, points: ReadonlyArray<{ x: number; y: number }>) =>
   Effect.flatMap(PageActorHost, (host) => Effect.forEach(points, (p) => host.save(page, p.x, p.y, null)))
 
-const summaries = Effect.flatMap(PageActorHost, (host) => host.clusters(page)).pipe(
-  Effect.map((all) => all.map((c) => ({ idx: c.clusterIdx, x: c.centroidX, y: c.centroidY, n: c.count }))),
-)
+const summaries = (page: string) =>
+  Effect.flatMap(PageActorHost, (host) => host.clusters(page)).pipe(
+    Effect.map((all) => all.map((c) => ({ idx: c.clusterIdx, x: c.centroidX, y: c.centroidY, n: c.count }))),
+  )
 
 /** The page's clusters as the domain computes them from the clicks, in order. */
 const expectedSummaries = (points: ReadonlyArray<{ x: number; y: number }>) => {
@@ -60,128 +64,23 @@ const expectedSummaries = (points: ReadonlyArray<{ x: number; y: number }>) => {
   })
 }
 
+/** Real time, whatever clock the test runs on (a TestClock's sleeps only end when the test moves it). */
+const pause = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+
 const waitUntil = <E, R>(check: Effect.Effect<boolean, E, R>) =>
   Effect.gen(function* () {
     for (let i = 0; i < 200; i++) {
       if (yield* check) return
-      yield* Effect.sleep("50 millis")
+      yield* pause(50)
     }
     return yield* Effect.die(new Error("condition not met within 10 s"))
   })
 
-const snapshotSeq = Effect.flatMap(
-  SqlClient.SqlClient,
-  (sql) => sql<{ seq: number }>`SELECT seq::int AS seq FROM page_snapshots WHERE page_uuid = ${page}`,
-).pipe(Effect.map((rows) => rows[0]?.seq ?? 0))
-
-describe("PageActorHost on a real database", () => {
-  it.live(
-    "recovers a page from its latest snapshot plus the clicks after its watermark",
-    () =>
-      Effect.gen(function* () {
-        const first = core({ SNAPSHOT_EVERY: "5" })
-        yield* Effect.scoped(
-          Effect.gen(function* () {
-            yield* saveAll(clicks)
-            yield* waitUntil(Effect.map(snapshotSeq, (seq) => seq >= 10))
-          }).pipe(Effect.provide(first.layer)),
-        )
-        // Put the snapshot back to click 10 and delete the clicks it covers: only the snapshot can supply them now,
-        // and only clicks 11 and 12 can supply the rest.
-        const atTen = new PageClusters(0.04)
-        for (const p of clicks.slice(0, 10)) atTen.assign(p.x, p.y, 0)
-        const second = core({}, first.dir)
-        const recovered = yield* Effect.scoped(
-          Effect.gen(function* () {
-            const sql = yield* SqlClient.SqlClient
-            yield* sql`UPDATE page_snapshots SET seq = 10, clusters = ${JSON.stringify({ format: 1, radius: 0.04, ...atTen.toSnapshot() })}::jsonb`
-            yield* sql`DELETE FROM clicks WHERE page_uuid = ${page} AND seq <= 10`
-            return yield* summaries
-          }).pipe(Effect.provide(second.layer)),
-        )
-        expect(recovered).toEqual(expectedSummaries(clicks))
-      }),
-    60_000,
-  )
-
-  it.live(
-    "ignores an unreadable snapshot and rebuilds the page from its clicks",
-    () =>
-      Effect.gen(function* () {
-        const first = core({ SNAPSHOT_EVERY: "4" })
-        yield* Effect.scoped(saveAll(clicks).pipe(Effect.provide(first.layer)))
-        for (const broken of [
-          '{"format": 99}',
-          '{"format": 1, "radius": 0.04, "sumX": [1], "sumY": [], "count": [1], "firstAt": [], "lastAt": []}',
-          '"garbage"',
-        ]) {
-          const again = core({}, first.dir)
-          const rebuilt = yield* Effect.scoped(
-            Effect.gen(function* () {
-              const sql = yield* SqlClient.SqlClient
-              yield* sql`UPDATE page_snapshots SET clusters = ${broken}::jsonb`
-              return yield* summaries
-            }).pipe(Effect.provide(again.layer)),
-          )
-          expect(rebuilt).toEqual(expectedSummaries(clicks))
-        }
-      }),
-    60_000,
-  )
-
-  it.live(
-    "passivates an idle page after a snapshot and restarts it on its next message",
-    () =>
-      Effect.gen(function* () {
-        const { layer } = core({ ACTOR_IDLE_TIMEOUT: "200 millis", SNAPSHOT_EVERY: "1000" })
-        yield* Effect.gen(function* () {
-          const host = yield* PageActorHost
-          yield* saveAll(clicks.slice(0, 6))
-          expect(host.activeCount()).toBe(1)
-          yield* waitUntil(Effect.sync(() => host.activeCount() === 0))
-          expect(yield* snapshotSeq).toBe(6)
-          expect(yield* summaries).toEqual(expectedSummaries(clicks.slice(0, 6)))
-          expect(host.activeCount()).toBe(1)
-        }).pipe(Effect.scoped, Effect.provide(layer))
-      }),
-    60_000,
-  )
-
-  it.live(
-    "answers 503 to every save of a failed batch and restarts the page from the database",
-    () =>
-      Effect.gen(function* () {
-        const { layer } = core({ DB_TIMEOUT: "2 seconds" })
-        yield* Effect.gen(function* () {
-          const sql = yield* SqlClient.SqlClient
-          const host = yield* PageActorHost
-          yield* saveAll(clicks.slice(0, 4))
-          yield* sql`ALTER TABLE clicks RENAME TO clicks_away`
-          // pipelined: these are assigned one after another without waiting for each other's commit
-          const failed = yield* Effect.forEach(
-            clicks.slice(4, 8),
-            (p) => Effect.either(host.save(page, p.x, p.y, null)),
-            {
-              concurrency: "unbounded",
-            },
-          )
-          expect(failed.map((r) => (Either.isLeft(r) ? r.left._tag : "acknowledged"))).toEqual(
-            Array(4).fill("StorageUnavailable"),
-          )
-          yield* sql`ALTER TABLE clicks_away RENAME TO clicks`
-          // the failed clicks left no trace: the page continues from its four stored clicks
-          yield* saveAll(clicks.slice(8))
-          const stored = yield* sql<{
-            x: number
-            y: number
-          }>`SELECT x, y FROM clicks WHERE page_uuid = ${page} ORDER BY seq`
-          expect(stored).toEqual([...clicks.slice(0, 4), ...clicks.slice(8)])
-          expect(yield* summaries).toEqual(expectedSummaries(stored))
-        }).pipe(Effect.scoped, Effect.provide(layer))
-      }),
-    60_000,
-  )
-})
+const snapshotSeq = (page: string) =>
+  Effect.flatMap(
+    SqlClient.SqlClient,
+    (sql) => sql<{ seq: number }>`SELECT seq::int AS seq FROM page_snapshots WHERE page_uuid = ${page}`,
+  ).pipe(Effect.map((rows) => rows[0]?.seq ?? 0))
 
 /** Click `k` of page `p`: around one of three centres (so clicks join and found clusters), distinct on its page. */
 const floodClick = (p: number, k: number) => {
@@ -206,172 +105,309 @@ const recoveries = Effect.flatMap(Metrics, (metrics) =>
   ),
 )
 
-/** The environment of a fresh database in `mode`, dropped when the test's scope closes. */
-const storageEnv = (mode: ReturnType<typeof storageModes>[number]) =>
-  Effect.acquireRelease(Effect.promise(mode.make), (storage) => Effect.promise(() => storage.dispose())).pipe(
-    Effect.map((storage) => storage.env),
-  )
+describe.each(storageModes())("PageActorHost, $name database", (mode) => {
+  layer(sharedDatabase(mode), { timeout: 120_000 })((it) => {
+    it.scoped(
+      "recovers a page from its latest snapshot plus the clicks after its watermark",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            const page = "recovery/1"
+            yield* Effect.scoped(
+              Effect.gen(function* () {
+                yield* saveAll(page, clicks)
+                yield* waitUntil(Effect.map(snapshotSeq(page), (seq) => seq >= 10))
+              }).pipe(Effect.provide(life({ SNAPSHOT_EVERY: "5" }))),
+            )
+            // Put the snapshot back to click 10 and delete the clicks it covers: only the snapshot can supply them
+            // now, and only clicks 11 and 12 can supply the rest.
+            const atTen = new PageClusters(0.04)
+            for (const p of clicks.slice(0, 10)) atTen.assign(p.x, p.y, 0)
+            const sql = yield* SqlClient.SqlClient
+            yield* sql`UPDATE page_snapshots SET seq = 10, clusters = ${JSON.stringify({ format: 1, radius: 0.04, ...atTen.toSnapshot() })}::jsonb WHERE page_uuid = ${page}`
+            yield* sql`DELETE FROM clicks WHERE page_uuid = ${page} AND seq <= 10`
+            const recovered = yield* Effect.scoped(summaries(page).pipe(Effect.provide(life())))
+            expect(recovered).toEqual(expectedSummaries(clicks))
+          }),
+        ),
+      60_000,
+    )
 
-describe.each(storageModes())("PageActorHost memory bound (MAX_ACTIVE_PAGES), $name database", (mode) => {
-  it.scopedLive(
-    "keeps at most MAX_ACTIVE_PAGES quiet pages in memory and recovers every evicted page exactly",
-    () =>
-      Effect.gen(function* () {
-        const { layer } = core({
-          ...(yield* storageEnv(mode)),
-          MAX_ACTIVE_PAGES: "5",
-          ACTOR_IDLE_TIMEOUT: "10 minutes",
-        })
-        yield* Effect.gen(function* () {
-          const host = yield* PageActorHost
-          const sql = yield* SqlClient.SqlClient
-          const pages = Array.from({ length: 50 }, (_, p) => `flood/${p}`)
-          const answers = new Map<string, number>()
-          const save = (p: number, k: number) => {
-            const c = floodClick(p, k)
-            return host
-              .save(pages[p]!, c.x, c.y, null)
-              .pipe(Effect.map((r) => answers.set(`${pages[p]}|${c.x}|${c.y}`, r.clusterIdx)))
-          }
-          // One at a time, interleaved across pages: every earlier page is quiet, so the bound always holds, and
-          // every page is evicted (snapshot first) between two of its clicks.
-          for (let k = 0; k < 3; k++)
-            for (let p = 0; p < pages.length; p++) {
-              yield* save(p, k)
-              expect(host.activeCount()).toBeLessThanOrEqual(5)
+    it.scoped(
+      "ignores an unreadable snapshot and rebuilds the page from its clicks",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            const page = "unreadable/1"
+            yield* Effect.scoped(saveAll(page, clicks).pipe(Effect.provide(life({ SNAPSHOT_EVERY: "4" }))))
+            const sql = yield* SqlClient.SqlClient
+            expect(yield* snapshotSeq(page)).toBeGreaterThan(0)
+            for (const broken of [
+              '{"format": 99}',
+              '{"format": 1, "radius": 0.04, "sumX": [1], "sumY": [], "count": [1], "firstAt": [], "lastAt": []}',
+              '"garbage"',
+            ]) {
+              yield* sql`UPDATE page_snapshots SET clusters = ${broken}::jsonb WHERE page_uuid = ${page}`
+              const rebuilt = yield* Effect.scoped(summaries(page).pipe(Effect.provide(life())))
+              expect(rebuilt).toEqual(expectedSummaries(clicks))
             }
-          // Many at once: busy pages cannot be evicted, so the bound may be exceeded until they are quiet.
-          yield* Effect.forEach(
-            Array.from({ length: 3 * pages.length }, (_, i) => [
-              i % pages.length,
-              3 + Math.floor(i / pages.length),
-            ]),
-            ([p, k]) => save(p!, k!),
-            { concurrency: 8, discard: true },
-          )
-          yield* waitUntil(Effect.sync(() => host.activeCount() <= 5))
-          expect(yield* evictions).toBeGreaterThanOrEqual(pages.length * 3)
-          const [snapshotted] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM page_snapshots`
-          expect(snapshotted?.n).toBeGreaterThan(0)
+          }),
+        ),
+      60_000,
+    )
 
-          for (let p = 0; p < pages.length; p++) {
-            const page = pages[p]!
-            const stored = yield* sql<{
-              x: number
-              y: number
-              cluster_idx: number
-            }>`SELECT x, y, cluster_idx FROM clicks WHERE page_uuid = ${page} ORDER BY seq`
-            const sent = Array.from({ length: 6 }, (_, k) => floodClick(p, k))
-            const key = (c: { x: number; y: number }) => `${c.x}|${c.y}`
-            expect(stored.map(key).sort()).toEqual(sent.map(key).sort())
-            // A fresh replay of the stored clicks gives every acknowledged answer and the stored cluster indices.
-            const domain = new PageClusters(0.04)
-            for (const c of stored) {
-              const i = domain.assign(c.x, c.y, 0)
-              expect(answers.get(`${page}|${c.x}|${c.y}`)).toBe(i)
-              expect(c.cluster_idx).toBe(i)
-            }
-            const summary = yield* host.clusters(page)
-            expect(
-              summary.map((c) => ({ idx: c.clusterIdx, x: c.centroidX, y: c.centroidY, n: c.count })),
-            ).toEqual(expectedSummaries(stored))
-            for (const probe of [floodClick(p, 0), { x: 0.46, y: 0.79 }, { x: 0.95, y: 0.95 }]) {
-              const expected = domain.predict(probe.x, probe.y)
-              expect(yield* host.predict(page, probe.x, probe.y)).toBe(
-                expected === PageClusters.NONE ? null : expected,
-              )
-            }
-            const largest = yield* host.largestCluster(page)
-            expect(Option.getOrNull(largest)).toBe(domain.largest())
-            expect(host.activeCount()).toBeLessThanOrEqual(5)
-          }
-        }).pipe(Effect.scoped, Effect.provide(layer))
-      }),
-    120_000,
-  )
-
-  it.scopedLive(
-    "leaves no page in memory after predicts, best-cluster and clusters reads of pages without clicks",
-    () =>
+    // On a TestClock: the idle timeout and the snapshot interval are passed by moving the clock, not by waiting.
+    it.scoped("passivates a page exactly when it has been idle for ACTOR_IDLE_TIMEOUT, snapshot first", () =>
       Effect.gen(function* () {
-        const { layer } = core({ ...(yield* storageEnv(mode)), MAX_ACTIVE_PAGES: "5" })
+        const page = "passivation/1"
         yield* Effect.gen(function* () {
           const host = yield* PageActorHost
-          // Five pages with clicks fill the bound: reads of unknown pages must not evict them.
-          for (let p = 0; p < 5; p++) yield* host.save(`known/${p}`, 0.5, 0.5, null)
-          const predicted = yield* Effect.forEach(
-            Array.from({ length: 1000 }, (_, i) => `unknown/${i}`),
-            (page) => host.predict(page, 0.5, 0.5),
-            { concurrency: 16 },
-          )
-          expect(predicted.every((r) => r === null)).toBe(true)
-          expect(host.activeCount()).toBe(5)
-          expect(Option.isNone(yield* host.largestCluster("unknown/a"))).toBe(true)
-          expect(yield* host.clusters("unknown/b")).toEqual([])
-          // A page whose reads come back to back (the second waits in the mailbox) goes too, once both are answered.
-          const both = yield* Effect.all([host.predict("unknown/c", 0.1, 0.1), host.clusters("unknown/c")], {
-            concurrency: "unbounded",
-          })
-          expect(both).toEqual([null, []])
-          expect(host.activeCount()).toBe(5)
-          expect(yield* evictions).toBe(0)
-        }).pipe(Effect.scoped, Effect.provide(layer))
-      }),
-    60_000,
-  )
-
-  it.scopedLive(
-    "reads a page once found empty again without the database, and a save on it is kept and read back",
-    () =>
-      Effect.gen(function* () {
-        const { layer } = core({ ...(yield* storageEnv(mode)), MAX_ACTIVE_PAGES: "5" })
-        yield* Effect.gen(function* () {
-          const host = yield* PageActorHost
-          const start = yield* recoveries
-          expect(yield* host.predict("empty/1", 0.2, 0.2)).toBeNull()
-          expect(yield* recoveries).toBe(start + 1)
-          expect(host.predictNow("empty/1", 0.2, 0.2)).toBeNull()
-          expect(yield* host.predict("empty/1", 0.2, 0.2)).toBeNull()
-          expect(yield* host.clusters("empty/1")).toEqual([])
-          expect(yield* recoveries).toBe(start + 1)
-          expect(host.activeCount()).toBe(0)
-          // A save on the known-empty page starts from the empty state and is kept, then read back after eviction.
-          const saved = yield* host.save("empty/1", 0.2, 0.2, null)
-          expect([saved.clusterIdx, saved.isNew]).toEqual([0, true])
-          expect(host.predictNow("empty/1", 0.21, 0.2)).toBe(0)
-          for (let p = 0; p < 8; p++) yield* host.save(`filler/${p}`, 0.5, 0.5, null)
-          yield* waitUntil(Effect.sync(() => host.activeCount() <= 5))
-          expect(yield* host.predict("empty/1", 0.21, 0.2)).toBe(0)
-          expect((yield* host.clusters("empty/1")).map((c) => c.count)).toEqual([1])
-        }).pipe(Effect.scoped, Effect.provide(layer))
-      }),
-    60_000,
-  )
-
-  it.scopedLive(
-    "serves a save racing with reads of a new page in order and keeps the page",
-    () =>
-      Effect.gen(function* () {
-        const { layer } = core(yield* storageEnv(mode))
-        yield* Effect.gen(function* () {
-          const host = yield* PageActorHost
-          const [before, saved, after, all] = yield* Effect.all(
-            [
-              host.predict("race/1", 0.3, 0.3),
-              host.save("race/1", 0.3, 0.3, null),
-              host.predict("race/1", 0.3, 0.3),
-              host.clusters("race/1"),
-            ],
-            { concurrency: "unbounded" },
-          )
-          expect(before).toBeNull()
-          expect(saved.clusterIdx).toBe(0)
-          expect(after).toBe(0)
-          expect(all.map((c) => c.count)).toEqual([1])
+          yield* saveAll(page, clicks.slice(0, 6))
           expect(host.activeCount()).toBe(1)
-          expect(yield* host.predict("race/1", 0.3, 0.3)).toBe(0)
-        }).pipe(Effect.scoped, Effect.provide(layer))
+          yield* TestClock.adjust("199 seconds")
+          expect(host.activeCount()).toBe(1)
+          expect(yield* snapshotSeq(page)).toBe(0)
+          yield* TestClock.adjust("1 second")
+          expect(host.activeCount()).toBe(0)
+          yield* waitUntil(Effect.map(snapshotSeq(page), (seq) => seq === 6))
+          // The next message brings the page back, from its snapshot.
+          expect(yield* summaries(page)).toEqual(expectedSummaries(clicks.slice(0, 6)))
+          expect(host.activeCount()).toBe(1)
+        }).pipe(
+          Effect.provide(
+            life({ ACTOR_IDLE_TIMEOUT: "200 seconds", SNAPSHOT_EVERY: "1000", SNAPSHOT_INTERVAL: "1 hour" }),
+          ),
+        )
       }),
-    60_000,
-  )
+    )
+
+    it.scoped("snapshots an active page once SNAPSHOT_INTERVAL has passed since its last snapshot", () =>
+      Effect.gen(function* () {
+        const page = "interval/1"
+        yield* Effect.gen(function* () {
+          const host = yield* PageActorHost
+          yield* saveAll(page, clicks.slice(0, 3))
+          yield* TestClock.adjust("59 seconds")
+          yield* pause(100)
+          expect(yield* snapshotSeq(page)).toBe(0)
+          yield* TestClock.adjust("1 second")
+          yield* waitUntil(Effect.map(snapshotSeq(page), (seq) => seq === 3))
+          expect(host.activeCount()).toBe(1)
+          // The interval counts from that snapshot: more clicks wait for the next one.
+          yield* saveAll(page, clicks.slice(3, 5))
+          yield* TestClock.adjust("59 seconds")
+          yield* pause(100)
+          expect(yield* snapshotSeq(page)).toBe(3)
+          yield* TestClock.adjust("1 second")
+          yield* waitUntil(Effect.map(snapshotSeq(page), (seq) => seq === 5))
+        }).pipe(
+          Effect.provide(
+            life({ SNAPSHOT_INTERVAL: "60 seconds", SNAPSHOT_EVERY: "1000", ACTOR_IDLE_TIMEOUT: "1 hour" }),
+          ),
+        )
+      }),
+    )
+
+    it.scoped(
+      "answers 503 to every save of a failed batch and restarts the page from the database",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            const page = "failed-batch/1"
+            yield* Effect.gen(function* () {
+              const sql = yield* SqlClient.SqlClient
+              const host = yield* PageActorHost
+              yield* saveAll(page, clicks.slice(0, 4))
+              yield* sql`ALTER TABLE clicks RENAME TO clicks_away`
+              // pipelined: these are assigned one after another without waiting for each other's commit
+              const failed = yield* Effect.forEach(
+                clicks.slice(4, 8),
+                (p) => Effect.either(host.save(page, p.x, p.y, null)),
+                { concurrency: "unbounded" },
+              ).pipe(Effect.ensuring(Effect.orDie(sql`ALTER TABLE clicks_away RENAME TO clicks`)))
+              expect(failed.map((r) => (Either.isLeft(r) ? r.left._tag : "acknowledged"))).toEqual(
+                Array(4).fill("StorageUnavailable"),
+              )
+              // the failed clicks left no trace: the page continues from its four stored clicks
+              yield* saveAll(page, clicks.slice(8))
+              const stored = yield* sql<{
+                x: number
+                y: number
+              }>`SELECT x, y FROM clicks WHERE page_uuid = ${page} ORDER BY seq`
+              expect(stored).toEqual([...clicks.slice(0, 4), ...clicks.slice(8)])
+              expect(yield* summaries(page)).toEqual(expectedSummaries(stored))
+            }).pipe(Effect.scoped, Effect.provide(life({ DB_TIMEOUT: "2 seconds" })))
+          }),
+        ),
+      60_000,
+    )
+
+    it.scoped(
+      "keeps at most MAX_ACTIVE_PAGES quiet pages in memory and recovers every evicted page exactly",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            yield* Effect.gen(function* () {
+              const host = yield* PageActorHost
+              const sql = yield* SqlClient.SqlClient
+              const pages = Array.from({ length: 50 }, (_, p) => `flood/${p}`)
+              const answers = new Map<string, number>()
+              const save = (p: number, k: number) => {
+                const c = floodClick(p, k)
+                return host
+                  .save(pages[p]!, c.x, c.y, null)
+                  .pipe(Effect.map((r) => answers.set(`${pages[p]}|${c.x}|${c.y}`, r.clusterIdx)))
+              }
+              // One at a time, interleaved across pages: every earlier page is quiet, so the bound always holds, and
+              // every page is evicted (snapshot first) between two of its clicks.
+              for (let k = 0; k < 3; k++)
+                for (let p = 0; p < pages.length; p++) {
+                  yield* save(p, k)
+                  expect(host.activeCount()).toBeLessThanOrEqual(5)
+                }
+              // Many at once: busy pages cannot be evicted, so the bound may be exceeded until they are quiet.
+              yield* Effect.forEach(
+                Array.from({ length: 3 * pages.length }, (_, i) => [
+                  i % pages.length,
+                  3 + Math.floor(i / pages.length),
+                ]),
+                ([p, k]) => save(p!, k!),
+                { concurrency: 8, discard: true },
+              )
+              yield* waitUntil(Effect.sync(() => host.activeCount() <= 5))
+              expect(yield* evictions).toBeGreaterThanOrEqual(pages.length * 3)
+              const [snapshotted] = yield* sql<{ n: number }>`SELECT count(*)::int AS n FROM page_snapshots`
+              expect(snapshotted?.n).toBeGreaterThan(0)
+
+              for (let p = 0; p < pages.length; p++) {
+                const page = pages[p]!
+                const stored = yield* sql<{
+                  x: number
+                  y: number
+                  cluster_idx: number
+                }>`SELECT x, y, cluster_idx FROM clicks WHERE page_uuid = ${page} ORDER BY seq`
+                const sent = Array.from({ length: 6 }, (_, k) => floodClick(p, k))
+                const key = (c: { x: number; y: number }) => `${c.x}|${c.y}`
+                expect(stored.map(key).sort()).toEqual(sent.map(key).sort())
+                // A fresh replay of the stored clicks gives every acknowledged answer and the stored cluster indices.
+                const domain = new PageClusters(0.04)
+                for (const c of stored) {
+                  const i = domain.assign(c.x, c.y, 0)
+                  expect(answers.get(`${page}|${c.x}|${c.y}`)).toBe(i)
+                  expect(c.cluster_idx).toBe(i)
+                }
+                const summary = yield* host.clusters(page)
+                expect(
+                  summary.map((c) => ({ idx: c.clusterIdx, x: c.centroidX, y: c.centroidY, n: c.count })),
+                ).toEqual(expectedSummaries(stored))
+                for (const probe of [floodClick(p, 0), { x: 0.46, y: 0.79 }, { x: 0.95, y: 0.95 }]) {
+                  const expected = domain.predict(probe.x, probe.y)
+                  expect(yield* host.predict(page, probe.x, probe.y)).toBe(
+                    expected === PageClusters.NONE ? null : expected,
+                  )
+                }
+                const largest = yield* host.largestCluster(page)
+                expect(Option.getOrNull(largest)).toBe(domain.largest())
+                expect(host.activeCount()).toBeLessThanOrEqual(5)
+              }
+            }).pipe(
+              Effect.scoped,
+              Effect.provide(life({ MAX_ACTIVE_PAGES: "5", ACTOR_IDLE_TIMEOUT: "10 minutes" })),
+            )
+          }),
+        ),
+      120_000,
+    )
+
+    it.scoped(
+      "leaves no page in memory after predicts, best-cluster and clusters reads of pages without clicks",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            yield* Effect.gen(function* () {
+              const host = yield* PageActorHost
+              // Five pages with clicks fill the bound: reads of unknown pages must not evict them.
+              for (let p = 0; p < 5; p++) yield* host.save(`known/${p}`, 0.5, 0.5, null)
+              const predicted = yield* Effect.forEach(
+                Array.from({ length: 1000 }, (_, i) => `unknown/${i}`),
+                (page) => host.predict(page, 0.5, 0.5),
+                { concurrency: 16 },
+              )
+              expect(predicted.every((r) => r === null)).toBe(true)
+              expect(host.activeCount()).toBe(5)
+              expect(Option.isNone(yield* host.largestCluster("unknown/a"))).toBe(true)
+              expect(yield* host.clusters("unknown/b")).toEqual([])
+              // A page whose reads come back to back (the second waits in the mailbox) goes too, once both are answered.
+              const both = yield* Effect.all(
+                [host.predict("unknown/c", 0.1, 0.1), host.clusters("unknown/c")],
+                {
+                  concurrency: "unbounded",
+                },
+              )
+              expect(both).toEqual([null, []])
+              expect(host.activeCount()).toBe(5)
+              expect(yield* evictions).toBe(0)
+            }).pipe(Effect.scoped, Effect.provide(life({ MAX_ACTIVE_PAGES: "5" })))
+          }),
+        ),
+      60_000,
+    )
+
+    it.scoped(
+      "reads a page once found empty again without the database, and a save on it is kept and read back",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            yield* Effect.gen(function* () {
+              const host = yield* PageActorHost
+              const start = yield* recoveries
+              expect(yield* host.predict("empty/1", 0.2, 0.2)).toBeNull()
+              expect(yield* recoveries).toBe(start + 1)
+              expect(host.predictNow("empty/1", 0.2, 0.2)).toBeNull()
+              expect(yield* host.predict("empty/1", 0.2, 0.2)).toBeNull()
+              expect(yield* host.clusters("empty/1")).toEqual([])
+              expect(yield* recoveries).toBe(start + 1)
+              expect(host.activeCount()).toBe(0)
+              // A save on the known-empty page starts from the empty state and is kept, then read back after eviction.
+              const saved = yield* host.save("empty/1", 0.2, 0.2, null)
+              expect([saved.clusterIdx, saved.isNew]).toEqual([0, true])
+              expect(host.predictNow("empty/1", 0.21, 0.2)).toBe(0)
+              for (let p = 0; p < 8; p++) yield* host.save(`filler/${p}`, 0.5, 0.5, null)
+              yield* waitUntil(Effect.sync(() => host.activeCount() <= 5))
+              expect(yield* host.predict("empty/1", 0.21, 0.2)).toBe(0)
+              expect((yield* host.clusters("empty/1")).map((c) => c.count)).toEqual([1])
+            }).pipe(Effect.scoped, Effect.provide(life({ MAX_ACTIVE_PAGES: "5" })))
+          }),
+        ),
+      60_000,
+    )
+
+    it.scoped(
+      "serves a save racing with reads of a new page in order and keeps the page",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            yield* Effect.gen(function* () {
+              const host = yield* PageActorHost
+              const [before, saved, after, all] = yield* Effect.all(
+                [
+                  host.predict("race/1", 0.3, 0.3),
+                  host.save("race/1", 0.3, 0.3, null),
+                  host.predict("race/1", 0.3, 0.3),
+                  host.clusters("race/1"),
+                ],
+                { concurrency: "unbounded" },
+              )
+              expect(before).toBeNull()
+              expect(saved.clusterIdx).toBe(0)
+              expect(after).toBe(0)
+              expect(all.map((c) => c.count)).toEqual([1])
+              expect(host.activeCount()).toBe(1)
+              expect(yield* host.predict("race/1", 0.3, 0.3)).toBe(0)
+            }).pipe(Effect.scoped, Effect.provide(life({ MAX_ACTIVE_PAGES: "5" })))
+          }),
+        ),
+      60_000,
+    )
+  })
 })
