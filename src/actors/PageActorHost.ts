@@ -238,76 +238,74 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
      * Delivers a message to the page's actor (bringing it to life if needed) and waits for its answer: the
      * handler's decision, taken in the page's order, then its completion (a save's commit), awaited here.
      */
-    const send = <T extends PageTag>(
+    const send = Effect.fnUntraced(function* <T extends PageTag>(
       page: string,
       tag: T,
       payload: PayloadOf<T>,
-    ): Effect.Effect<SuccessOf<T>, ErrorOf<T> | StorageUnavailable | PageBusy> =>
-      Effect.gen(function* () {
-        if (!accepting) return yield* new PageBusy({ message: "the service is shutting down" })
-        const reply = yield* Deferred.make<
-          Effect.Effect<SuccessOf<T>, ErrorOf<T>>,
-          ErrorOf<T> | StorageUnavailable
-        >()
-        let actor = actors.get(page)
-        if (actor === undefined) {
-          actor = {
-            page,
-            mailbox: [],
-            state: knownEmpty.delete(page) ? behaviour.emptyState(page) : undefined,
-            running: false,
-            lastActive: clock.unsafeCurrentTimeMillis(),
-            stopped: false,
-            arriving: true,
-            served: undefined,
-            older: undefined,
-            newer: undefined,
-          }
-          actors.set(page, actor)
-          arriving++
-          append(actor)
-        } else {
-          touch(actor)
+    ) {
+      if (!accepting) return yield* new PageBusy({ message: "the service is shutting down" })
+      const reply = yield* Deferred.make<
+        Effect.Effect<SuccessOf<T>, ErrorOf<T>>,
+        ErrorOf<T> | StorageUnavailable
+      >()
+      let actor = actors.get(page)
+      if (actor === undefined) {
+        actor = {
+          page,
+          mailbox: [],
+          state: knownEmpty.delete(page) ? behaviour.emptyState(page) : undefined,
+          running: false,
+          lastActive: clock.unsafeCurrentTimeMillis(),
+          stopped: false,
+          arriving: true,
+          served: undefined,
+          older: undefined,
+          newer: undefined,
         }
-        if (actor.mailbox.length >= config.mailboxSize) {
-          return yield* new PageBusy({ message: `too many requests for page ${page}; retry later` })
-        }
-        const handler = behaviour.handlers[tag]
-        const envelope: Envelope = {
-          tag,
-          deadline: performance.now() + dbTimeoutMs,
-          // A typed failure is the message's answer; a defect goes on to the guard (serveGuarded).
-          serve: (state) =>
-            Effect.map(Effect.either(handler(state, payload, envelope.deadline)), (decided) => {
-              Deferred.unsafeDone(
-                reply,
-                Either.isRight(decided) ? Exit.succeed(decided.right) : Exit.fail(decided.left),
-              )
-            }),
-          fail: (error) => {
-            Deferred.unsafeDone(reply, Exit.fail(error))
-          },
-        }
-        if (!actor.running) {
-          // The actor is idle (nothing waiting, nothing running): this fiber serves the message itself, which
-          // spares a fork per request; whatever arrives meanwhile is drained by a fiber of the actor's own. Not
-          // interruptible, so a client hanging up cannot leave the actor marked running with nobody serving it.
-          actor.running = true
-          const current = actor
-          yield* Effect.uninterruptible(
-            Effect.gen(function* () {
-              yield* serveGuarded(current, envelope)
-              // (a fiber forked here would inherit the uninterruptible region; the actor's own fiber must not)
-              if (current.mailbox.length > 0)
-                yield* FiberSet.run(fibers, Effect.interruptible(drain(current)))
-              else idle(current)
-            }),
-          )
-        } else {
-          actor.mailbox.push(envelope)
-        }
-        return yield* Effect.flatten(Deferred.await(reply))
-      })
+        actors.set(page, actor)
+        arriving++
+        append(actor)
+      } else {
+        touch(actor)
+      }
+      if (actor.mailbox.length >= config.mailboxSize) {
+        return yield* new PageBusy({ message: `too many requests for page ${page}; retry later` })
+      }
+      const handler = behaviour.handlers[tag]
+      const envelope: Envelope = {
+        tag,
+        deadline: performance.now() + dbTimeoutMs,
+        // A typed failure is the message's answer; a defect goes on to the guard (serveGuarded).
+        serve: (state) =>
+          Effect.map(Effect.either(handler(state, payload, envelope.deadline)), (decided) => {
+            Deferred.unsafeDone(
+              reply,
+              Either.isRight(decided) ? Exit.succeed(decided.right) : Exit.fail(decided.left),
+            )
+          }),
+        fail: (error) => {
+          Deferred.unsafeDone(reply, Exit.fail(error))
+        },
+      }
+      if (!actor.running) {
+        // The actor is idle (nothing waiting, nothing running): this fiber serves the message itself, which
+        // spares a fork per request; whatever arrives meanwhile is drained by a fiber of the actor's own. Not
+        // interruptible, so a client hanging up cannot leave the actor marked running with nobody serving it.
+        actor.running = true
+        const current = actor
+        yield* Effect.uninterruptible(
+          Effect.gen(function* () {
+            yield* serveGuarded(current, envelope)
+            // (a fiber forked here would inherit the uninterruptible region; the actor's own fiber must not)
+            if (current.mailbox.length > 0) yield* FiberSet.run(fibers, Effect.interruptible(drain(current)))
+            else idle(current)
+          }),
+        )
+      } else {
+        actor.mailbox.push(envelope)
+      }
+      return yield* Effect.flatten(Deferred.await(reply))
+    })
 
     /**
      * The state of a page whose actor can serve a message right now on the caller's stack, without a message or a

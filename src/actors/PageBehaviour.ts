@@ -1,6 +1,6 @@
 import { Duration, Effect, FiberSet, Option } from "effect"
 import { AppConfig } from "../Config.ts"
-import { PageClusters } from "../domain/PageClusters.ts"
+import { PageClusters, type PageClustersSnapshot } from "../domain/PageClusters.ts"
 import { PageReplay } from "../domain/PageReplay.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { ClickChain, ClickLog } from "../persistence/ClickLog.ts"
@@ -90,51 +90,60 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       }
     }
 
-    const recover = (page: string, deadline?: number) =>
-      Effect.gen(function* () {
+    const recover = Effect.fn("PageBehaviour.recover")(
+      function* (page: string, _deadline?: number) {
+        yield* Effect.annotateCurrentSpan("page", page)
         const start = performance.now()
         const replay = new PageReplay(radius, Option.getOrUndefined(yield* snapshots.latest(page)))
         replay.apply(yield* clicks.clicksAfter(page, replay.snapshotSeq))
         const state = stateOf(page, replay)
         metrics.recoveryDuration.observe(secondsSince(start))
         return state
-      }).pipe(
-        withDeadline(
-          deadline === undefined
-            ? config.dbTimeout
-            : Duration.millis(Math.max(0, deadline - performance.now())),
+      },
+      (effect, _page, deadline) =>
+        effect.pipe(
+          withDeadline(
+            deadline === undefined
+              ? config.dbTimeout
+              : Duration.millis(Math.max(0, deadline - performance.now())),
+          ),
+          Effect.tapError(() =>
+            Effect.sync(() => metrics.databaseErrors.inc({ operation: "page_recovery" })),
+          ),
+          Effect.catchAll(storageUnavailable("recovering the page")),
         ),
-        Effect.tapError(() => Effect.sync(() => metrics.databaseErrors.inc({ operation: "page_recovery" }))),
-        Effect.catchAll(storageUnavailable("recovering the page")),
-        Effect.withSpan("PageBehaviour.recover", { attributes: { page } }),
-      )
+    )
 
     const conflict = (requestId: string) =>
       new IdempotencyConflict({ message: `request id ${requestId} was already used for a different click` })
 
     /** The first answer to an earlier save with the same request id: from memory, else from the click log. */
-    const earlierAnswer = (state: PageState, requestId: string, x: number, y: number, deadline: number) =>
-      Effect.gen(function* () {
-        const recent = state.answered?.get(requestId)
-        if (recent !== undefined) {
-          return recent.x === x && recent.y === y ? Option.some(recent.reply) : yield* conflict(requestId)
-        }
-        const stored = yield* clicks
-          .byRequestId(requestId)
-          .pipe(
-            withDeadline(Duration.millis(Math.max(0, deadline - performance.now()))),
-            Effect.catchAll(storageUnavailable("looking up the request id")),
-          )
-        if (Option.isNone(stored)) return Option.none<SaveDecision>()
-        const click = stored.value
-        if (click.page_uuid !== state.page || click.x !== x || click.y !== y)
-          return yield* conflict(requestId)
-        return Option.some<SaveDecision>({
-          clusterIdx: click.cluster_idx,
-          isNew: click.is_new,
-          committed: CommitTicket.committed,
-        })
+    const earlierAnswer = Effect.fnUntraced(function* (
+      state: PageState,
+      requestId: string,
+      x: number,
+      y: number,
+      deadline: number,
+    ) {
+      const recent = state.answered?.get(requestId)
+      if (recent !== undefined) {
+        return recent.x === x && recent.y === y ? Option.some(recent.reply) : yield* conflict(requestId)
+      }
+      const stored = yield* clicks
+        .byRequestId(requestId)
+        .pipe(
+          withDeadline(Duration.millis(Math.max(0, deadline - performance.now()))),
+          Effect.catchAll(storageUnavailable("looking up the request id")),
+        )
+      if (Option.isNone(stored)) return Option.none<SaveDecision>()
+      const click = stored.value
+      if (click.page_uuid !== state.page || click.x !== x || click.y !== y) return yield* conflict(requestId)
+      return Option.some<SaveDecision>({
+        clusterIdx: click.cluster_idx,
+        isNew: click.is_new,
+        committed: CommitTicket.committed,
       })
+    })
 
     const remember = (state: PageState, requestId: string, x: number, y: number, reply: SaveDecision) => {
       if (state.answered === undefined) state.answered = new Map()
@@ -189,18 +198,17 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
      * commit), so a page goes on to its next message while earlier clicks are being written.
      */
     const handlers: PageHandlers = {
-      Save: (state, { x, y, requestId }, deadline) =>
-        Effect.gen(function* () {
-          if (requestId !== null) {
-            const earlier = yield* earlierAnswer(state, requestId, x, y, deadline)
-            if (Option.isSome(earlier)) return acknowledged(earlier.value)
-          }
-          yield* clickLog.awaitRoom
-          const decision = save(state, x, y, requestId, deadline)
-          if (requestId !== null) remember(state, requestId, x, y, decision)
-          snapshotIfDue(state)
-          return acknowledged(decision)
-        }),
+      Save: Effect.fnUntraced(function* (state, { x, y, requestId }, deadline) {
+        if (requestId !== null) {
+          const earlier = yield* earlierAnswer(state, requestId, x, y, deadline)
+          if (Option.isSome(earlier)) return acknowledged(earlier.value)
+        }
+        yield* clickLog.awaitRoom
+        const decision = save(state, x, y, requestId, deadline)
+        if (requestId !== null) remember(state, requestId, x, y, decision)
+        snapshotIfDue(state)
+        return acknowledged(decision)
+      }),
       Predict: (state, { x, y }) => Effect.sync(() => Effect.succeed(predict(state, x, y))),
       Largest: (state) =>
         Effect.sync(() => {
@@ -222,31 +230,33 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
      * Captures the state now and returns the effect that stores it once every click it covers is committed
      * (a snapshot never holds a click the log does not). The actor forks that effect: it is off the request path.
      */
+    /** Stores a snapshot once every click it covers is committed; the store gets DB_TIMEOUT of its own. */
+    const storeSnapshot = Effect.fn("PageBehaviour.storeSnapshot")(
+      function* (page: string, seq: number, clusters: PageClustersSnapshot, committed: CommitTicket) {
+        yield* Effect.annotateCurrentSpan({ page, seq })
+        // The commit wait is bounded by the click log itself.
+        yield* committed.await
+        const start = performance.now()
+        yield* snapshots.save(page, { seq, radius, clusters }).pipe(
+          withDeadline(config.dbTimeout),
+          Effect.tapError(() => Effect.sync(() => metrics.databaseErrors.inc({ operation: "snapshot" }))),
+        )
+        metrics.snapshotsWritten.inc()
+        metrics.snapshotDuration.observe(secondsSince(start))
+      },
+      (effect, page, seq) =>
+        Effect.catchAll(effect, (cause) =>
+          Effect.logWarning("snapshot not stored", cause).pipe(Effect.annotateLogs({ page, seq })),
+        ),
+    )
+
     const takeSnapshot = (state: PageState) => {
       const seq = state.seq
       const clusters = state.clusters.toSnapshot()
       const committed = state.lastCommit
       state.snapshotSeq = seq
       state.snapshotAt = clock.unsafeCurrentTimeMillis()
-      // The commit wait is bounded by the click log itself; the store gets DB_TIMEOUT of its own.
-      return committed.await.pipe(
-        Effect.zipRight(
-          Effect.gen(function* () {
-            const start = performance.now()
-            yield* snapshots.save(state.page, { seq, radius, clusters }).pipe(
-              withDeadline(config.dbTimeout),
-              Effect.tapError(() => Effect.sync(() => metrics.databaseErrors.inc({ operation: "snapshot" }))),
-            )
-            metrics.snapshotsWritten.inc()
-            metrics.snapshotDuration.observe(secondsSince(start))
-          }),
-        ),
-        Effect.catchAll((cause) =>
-          Effect.logWarning("snapshot not stored", cause).pipe(
-            Effect.annotateLogs({ page: state.page, seq }),
-          ),
-        ),
-      )
+      return storeSnapshot(state.page, seq, clusters, committed)
     }
 
     /** Takes a snapshot in the background when one is due (never on the request path). */
