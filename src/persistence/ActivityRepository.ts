@@ -14,8 +14,9 @@ export class ActivityRepository extends Effect.Service<ActivityRepository>()(
          * (zero when empty). Periods come from generate_series over date_trunc'd bounds; clicks are counted by range
          * on created_at so the (page_uuid, …) index narrows the scan to the page.
          */
-        series: (page: string, granularity: Granularity, from: Date, to: Date, clusterIdx: number | null) =>
-          sql<{ period_start: string; clicks: number }>`
+        series: Effect.fn("ActivityRepository.series")(
+          (page: string, granularity: Granularity, from: Date, to: Date, clusterIdx: number | null) =>
+            sql<{ period_start: string; clicks: number }>`
           WITH periods AS (
             SELECT generate_series(
               date_trunc(${granularity}, ${from.toISOString()}::timestamptz, 'UTC'),
@@ -33,7 +34,8 @@ export class ActivityRepository extends Effect.Service<ActivityRepository>()(
            AND (${clusterIdx}::int IS NULL OR c.cluster_idx = ${clusterIdx}::int)
           GROUP BY p.period_start
           ORDER BY p.period_start
-        `.pipe(Effect.withSpan("ActivityRepository.series")),
+        `,
+        ),
       }
     }),
   },

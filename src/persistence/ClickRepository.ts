@@ -19,19 +19,17 @@ export class ClickRepository extends Effect.Service<ClickRepository>()("persiste
     const sql = yield* SqlClient.SqlClient
     return {
       /** A page's clicks after `seq`, in order. Rows come as arrays: replaying a large page allocates less. */
-      clicksAfter: (page: string, seq: number) =>
+      clicksAfter: Effect.fn("ClickRepository.clicksAfter")((page: string, seq: number) =>
         sql<StoredClick>`
           SELECT x, y, cluster_idx, extract(epoch FROM created_at)::float8 * 1000, seq::float8
           FROM clicks WHERE page_uuid = ${page} AND seq > ${seq} ORDER BY seq
-        `.values.pipe(
-          Effect.map((rows) => rows.map(toStoredClick)),
-          Effect.withSpan("ClickRepository.clicksAfter"),
-        ),
+        `.values.pipe(Effect.map((rows) => rows.map(toStoredClick))),
+      ),
 
       /**
        * The click stored under a request id, with whether it founded its cluster (the answer it was given).
        */
-      byRequestId: (requestId: string) =>
+      byRequestId: Effect.fn("ClickRepository.byRequestId")((requestId: string) =>
         sql<{ page_uuid: string; x: number; y: number; cluster_idx: number; is_new: boolean }>`
           SELECT c.page_uuid, c.x, c.y, c.cluster_idx,
                  NOT EXISTS (
@@ -39,16 +37,16 @@ export class ClickRepository extends Effect.Service<ClickRepository>()("persiste
                    WHERE e.page_uuid = c.page_uuid AND e.cluster_idx = c.cluster_idx AND e.seq < c.seq
                  ) AS is_new
           FROM clicks c WHERE c.request_id = ${requestId}
-        `.pipe(
-          Effect.map((rows) => Option.fromNullable(rows[0])),
-          Effect.withSpan("ClickRepository.byRequestId"),
-        ),
+        `.pipe(Effect.map((rows) => Option.fromNullable(rows[0]))),
+      ),
 
       /** Every click of one cluster of a page, in the order they were made. */
-      clusterCoordinates: (page: string, clusterIdx: number) =>
-        sql<{ x: number; y: number }>`
+      clusterCoordinates: Effect.fn("ClickRepository.clusterCoordinates")(
+        (page: string, clusterIdx: number) =>
+          sql<{ x: number; y: number }>`
           SELECT x, y FROM clicks WHERE page_uuid = ${page} AND cluster_idx = ${clusterIdx} ORDER BY seq
-        `.pipe(Effect.withSpan("ClickRepository.clusterCoordinates")),
+        `,
+      ),
     }
   }),
 }) {}

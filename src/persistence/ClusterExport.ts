@@ -138,7 +138,11 @@ export class ClusterExport extends Effect.Service<ClusterExport>()("persistence/
       )`
 
     /** The next `limit` pages that have clicks or a snapshot, with what replay needs of each. */
-    const readPages = (filter: ExportFilter, limit: number, after: Option.Option<string>) => {
+    const readPages = Effect.fn("ClusterExport.readPages")(function* (
+      filter: ExportFilter,
+      limit: number,
+      after: Option.Option<string>,
+    ) {
       const afterCondition = (column: Statement.Fragment) =>
         Option.match(after, { onNone: () => sql`true`, onSome: (last) => sql`${column} > ${last}` })
       const pages =
@@ -157,7 +161,7 @@ export class ClusterExport extends Effect.Service<ClusterExport>()("persistence/
                 OR EXISTS (SELECT 1 FROM page_snapshots s WHERE s.page_uuid = v.page_uuid)
               )
             )`
-      return sql<PageRow>`
+      return yield* sql<PageRow>`
         ${pages}
         SELECT
           p.page_uuid,
@@ -166,11 +170,11 @@ export class ClusterExport extends Effect.Service<ClusterExport>()("persistence/
           (SELECT max(c.seq) FROM clicks c WHERE c.page_uuid = p.page_uuid)::float8 AS last_seq
         FROM pages p LEFT JOIN page_snapshots s ON s.page_uuid = p.page_uuid
         ORDER BY p.page_uuid
-      `.pipe(Effect.withSpan("ClusterExport.readPages"))
-    }
+      `
+    })
 
     /** The clicks of some pages' ranges, each page's in seq order, as [page, click]. */
-    const readClicks = (ranges: ReadonlyArray<ClickRange>) =>
+    const readClicks = Effect.fn("ClusterExport.readClicks")((ranges: ReadonlyArray<ClickRange>) =>
       sql`
         SELECT c.page_uuid, c.x, c.y, c.cluster_idx,
                extract(epoch FROM c.created_at)::float8 * 1000, c.seq::float8
@@ -180,10 +184,8 @@ export class ClusterExport extends Effect.Service<ClusterExport>()("persistence/
         ) AS w(page_uuid, after_seq, upto_seq)
         JOIN clicks c ON c.page_uuid = w.page_uuid AND c.seq > w.after_seq AND c.seq <= w.upto_seq
         ORDER BY c.page_uuid, c.seq
-      `.values.pipe(
-        Effect.map((rows) => rows.map(toReplayedClick)),
-        Effect.withSpan("ClusterExport.readClicks"),
-      )
+      `.values.pipe(Effect.map((rows) => rows.map(toReplayedClick))),
+    )
 
     /** The page's snapshot when it can be read; one that cannot is skipped, as page recovery does. */
     const snapshotOf = (row: PageRow) =>
@@ -203,40 +205,39 @@ export class ClusterExport extends Effect.Service<ClusterExport>()("persistence/
      * to continue from when there may be more. Each page's clicks are read up to its last click as the chunk's
      * first query saw it, so a page busy with saves does not make the chunk read without end.
      */
-    const readChunk = (
+    const readChunk = Effect.fn("ClusterExport.readChunk")(function* (
       filter: ExportFilter,
       chunking: { readonly pagesPerQuery: number; readonly clicksPerQuery: number },
       after: Option.Option<string>,
-    ) =>
-      Effect.gen(function* () {
-        const pages = yield* readPages(filter, chunking.pagesPerQuery, after)
-        const replays = new Map<string, PageReplay>()
-        const ranges: Array<ClickRange> = []
-        for (const row of pages) {
-          const replay = new PageReplay(radius, yield* snapshotOf(row))
-          replays.set(row.page_uuid, replay)
-          if (row.last_seq !== null && row.last_seq > replay.seq)
-            ranges.push({ page: row.page_uuid, after: replay.seq, upto: row.last_seq })
-        }
-        for (const query of planQueries(ranges, chunking.clicksPerQuery)) {
-          const clicks = yield* readClicks(query)
-          for (const [page, click] of clicks) replays.get(page)?.apply([click])
-        }
-        const out = pages.flatMap((row) => {
-          const replay = replays.get(row.page_uuid)
-          return replay === undefined ? [] : toExportRows(row.page_uuid, replay)
-        })
-        const last = pages.at(-1)
-        const next =
-          pages.length === chunking.pagesPerQuery && last !== undefined
-            ? Option.some(last.page_uuid)
-            : Option.none<string>()
-        return [Chunk.unsafeFromArray(out), next] as const
-      }).pipe(Effect.withSpan("ClusterExport.readChunk"))
+    ) {
+      const pages = yield* readPages(filter, chunking.pagesPerQuery, after)
+      const replays = new Map<string, PageReplay>()
+      const ranges: Array<ClickRange> = []
+      for (const row of pages) {
+        const replay = new PageReplay(radius, yield* snapshotOf(row))
+        replays.set(row.page_uuid, replay)
+        if (row.last_seq !== null && row.last_seq > replay.seq)
+          ranges.push({ page: row.page_uuid, after: replay.seq, upto: row.last_seq })
+      }
+      for (const query of planQueries(ranges, chunking.clicksPerQuery)) {
+        const clicks = yield* readClicks(query)
+        for (const [page, click] of clicks) replays.get(page)?.apply([click])
+      }
+      const out = pages.flatMap((row) => {
+        const replay = replays.get(row.page_uuid)
+        return replay === undefined ? [] : toExportRows(row.page_uuid, replay)
+      })
+      const last = pages.at(-1)
+      const next =
+        pages.length === chunking.pagesPerQuery && last !== undefined
+          ? Option.some(last.page_uuid)
+          : Option.none<string>()
+      return [Chunk.unsafeFromArray(out), next] as const
+    })
 
     return {
       /** How many pages have clicks or a snapshot (the export's unit of progress). */
-      countPages: (filter: ExportFilter) =>
+      countPages: Effect.fn("ClusterExport.countPages")((filter: ExportFilter) =>
         (filter.page === undefined
           ? sql<{ pages: number }>`
               ${clickPages(Option.none())}
@@ -252,10 +253,8 @@ export class ClusterExport extends Effect.Service<ClusterExport>()("persistence/
                 OR EXISTS (SELECT 1 FROM page_snapshots WHERE page_uuid = ${filter.page})
               )::int::float8 AS pages
             `
-        ).pipe(
-          Effect.map((rows) => rows[0]?.pages ?? 0),
-          Effect.withSpan("ClusterExport.countPages"),
-        ),
+        ).pipe(Effect.map((rows) => rows[0]?.pages ?? 0)),
+      ),
 
       /**
        * The rows of every selected page, in (page_uuid, cluster_idx) order. The first chunk is read by the
@@ -263,12 +262,12 @@ export class ClusterExport extends Effect.Service<ClusterExport>()("persistence/
        * read as the stream is pulled, one chunk at a time (a slow consumer slows the reads, memory stays bounded
        * by one chunk). A failure after the first chunk fails the stream.
        */
-      rows: (filter: ExportFilter, chunking: ExportChunking = {}) => {
+      rows: Effect.fn("ClusterExport.rows")(function* (filter: ExportFilter, chunking: ExportChunking = {}) {
         const sizes = {
           pagesPerQuery: chunking.pagesPerQuery ?? defaults.pagesPerQuery,
           clicksPerQuery: chunking.clicksPerQuery ?? defaults.clicksPerQuery,
         }
-        return readChunk(filter, sizes, Option.none()).pipe(
+        return yield* readChunk(filter, sizes, Option.none()).pipe(
           Effect.map(([first, next]) =>
             Stream.concat(
               Stream.fromChunk(first),
@@ -279,9 +278,8 @@ export class ClusterExport extends Effect.Service<ClusterExport>()("persistence/
               }),
             ),
           ),
-          Effect.withSpan("ClusterExport.rows"),
         )
-      },
+      }),
     }
   }),
 }) {}

@@ -24,6 +24,7 @@ export class Readiness extends Effect.Service<Readiness>()("persistence/Readines
             ? Effect.void
             : Effect.fail(`the schema is at migration ${row?.id ?? 0}, this build needs ${latest}`),
         ),
+        Effect.withSpan("Readiness.check"),
       ),
     }
   }),

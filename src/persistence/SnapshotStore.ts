@@ -44,32 +44,32 @@ export class SnapshotStore extends Effect.Service<SnapshotStore>()("persistence/
     const sql = yield* SqlClient.SqlClient
     return {
       /** The page's snapshot; one that cannot be read is skipped with a warning (the caller replays clicks). */
-      latest: (page: string) =>
-        Effect.gen(function* () {
-          const rows = yield* sql<{ seq: string; clusters: string }>`
+      latest: Effect.fn("SnapshotStore.latest")(function* (page: string) {
+        const rows = yield* sql<{ seq: string; clusters: string }>`
             SELECT seq::text AS seq, clusters::text AS clusters FROM page_snapshots WHERE page_uuid = ${page}
           `
-          const row = rows[0]
-          if (row === undefined) return Option.none<PageSnapshot>()
-          return yield* decodeSnapshot(Number(row.seq), row.clusters).pipe(
-            Effect.map(Option.some),
-            Effect.catchTag("ParseError", (error) =>
-              Effect.logWarning("unreadable snapshot ignored; the page is rebuilt from its clicks").pipe(
-                Effect.annotateLogs({ page, error: error.message }),
-                Effect.as(Option.none<PageSnapshot>()),
-              ),
+        const row = rows[0]
+        if (row === undefined) return Option.none<PageSnapshot>()
+        return yield* decodeSnapshot(Number(row.seq), row.clusters).pipe(
+          Effect.map(Option.some),
+          Effect.catchTag("ParseError", (error) =>
+            Effect.logWarning("unreadable snapshot ignored; the page is rebuilt from its clicks").pipe(
+              Effect.annotateLogs({ page, error: error.message }),
+              Effect.as(Option.none<PageSnapshot>()),
             ),
-          )
-        }).pipe(Effect.withSpan("SnapshotStore.latest")),
+          ),
+        )
+      }),
 
       /** Stores a snapshot unless a newer one is already there. */
-      save: (page: string, snapshot: PageSnapshot) =>
+      save: Effect.fn("SnapshotStore.save")((page: string, snapshot: PageSnapshot) =>
         sql`
           INSERT INTO page_snapshots (page_uuid, seq, clusters, taken_at)
           VALUES (${page}, ${snapshot.seq}, ${JSON.stringify({ format: 1, radius: snapshot.radius, ...snapshot.clusters })}::jsonb, now())
           ON CONFLICT (page_uuid) DO UPDATE SET seq = excluded.seq, clusters = excluded.clusters, taken_at = excluded.taken_at
           WHERE page_snapshots.seq < excluded.seq
-        `.pipe(Effect.asVoid, Effect.withSpan("SnapshotStore.save")),
+        `.pipe(Effect.asVoid),
+      ),
     }
   }),
 }) {}
