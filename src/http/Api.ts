@@ -89,13 +89,15 @@ export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()(
   HttpApiSchema.annotations({ status: 404 }),
 ) {}
 
-/** The trackers' POST routes (CONTRACT.md), declared below and also served by the HTTP fast lane. */
-export const TrackerPostPaths = {
-  saveClick: "/save_click_and_predict_cluster",
-  newClick: "/new_click",
-  predictCluster: "/predict_cluster",
-  predictClick: "/predict_click",
-} as const
+/**
+ * A request the service failed to serve through a fault of its own (a bug; logged with its cause). Every path
+ * answers a defect with this error, the HttpApi and the fast lane alike.
+ */
+export class InternalError extends Schema.TaggedError<InternalError>()(
+  "InternalError",
+  { message: Schema.String },
+  HttpApiSchema.annotations({ status: 500 }),
+) {}
 
 const save = <const Name extends string>(name: Name, path: `/${string}`) =>
   HttpApiEndpoint.post(name, path)
@@ -118,27 +120,32 @@ const predict = <const Name extends string>(name: Name, path: `/${string}`) =>
     .addError(StorageUnavailable)
     .annotate(OpenApi.Description, "The cluster a click would join; stores nothing.")
 
-/** The trackers' contract (CONTRACT.md): paths, bodies and answers are fixed. */
+/** The trackers' hot POST routes (CONTRACT.md); exported so the fast lane can name the ones it serves. */
+export const TrackerEndpoints = {
+  saveClick: save("saveClick", "/save_click_and_predict_cluster").annotate(
+    OpenApi.Summary,
+    "Save a click, answer its cluster",
+  ),
+  newClick: save("newClick", "/new_click").annotate(OpenApi.Summary, "Save a click (alias)"),
+  predictCluster: predict("predictCluster", "/predict_cluster").annotate(
+    OpenApi.Summary,
+    "The cluster a click would join",
+  ),
+  predictClick: predict("predictClick", "/predict_click").annotate(
+    OpenApi.Summary,
+    "The cluster a click would join (alias)",
+  ),
+} as const
+
+/**
+ * The trackers' contract (CONTRACT.md): paths, bodies and answers are fixed. Its POST routes are also served by the
+ * HTTP fast lane (TrackerFastLane.ts), which is generated from these declarations.
+ */
 export class TrackerApi extends HttpApiGroup.make("tracker")
-  .add(
-    save("saveClick", TrackerPostPaths.saveClick).annotate(
-      OpenApi.Summary,
-      "Save a click, answer its cluster",
-    ),
-  )
-  .add(save("newClick", TrackerPostPaths.newClick).annotate(OpenApi.Summary, "Save a click (alias)"))
-  .add(
-    predict("predictCluster", TrackerPostPaths.predictCluster).annotate(
-      OpenApi.Summary,
-      "The cluster a click would join",
-    ),
-  )
-  .add(
-    predict("predictClick", TrackerPostPaths.predictClick).annotate(
-      OpenApi.Summary,
-      "The cluster a click would join (alias)",
-    ),
-  )
+  .add(TrackerEndpoints.saveClick)
+  .add(TrackerEndpoints.newClick)
+  .add(TrackerEndpoints.predictCluster)
+  .add(TrackerEndpoints.predictClick)
   .add(
     HttpApiEndpoint.get("bestCluster", "/get_best_cluster")
       .setUrlParams(Schema.Struct({ page_uuid: PageUuid }))
@@ -388,6 +395,7 @@ export class Api extends HttpApi.make("click-clusters")
   .addError(PayloadTooLarge)
   .addError(UnsupportedMediaType)
   .addError(RouteNotFound)
+  .addError(InternalError)
   .annotate(OpenApi.Title, "Click clusters")
   .annotate(OpenApi.Version, packageJson.version)
   .annotate(OpenApi.Transform, asServed)

@@ -3,6 +3,7 @@ import { Cause, Effect, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import {
   Api,
+  InternalError,
   InvalidRequest,
   type MalformedRequest,
   type PayloadTooLarge,
@@ -29,7 +30,9 @@ export const invalidRequest = (
  * The framework's own failures as our API's errors, so every client mistake gets its status and a JSON body:
  * schema decode failures → 422 naming each field path, unreadable bodies → 400, unknown routes → 404.
  */
-const toApiError = (error: unknown): Option.Option<InvalidRequest | MalformedRequest | RouteNotFound> => {
+export const toApiError = (
+  error: unknown,
+): Option.Option<InvalidRequest | MalformedRequest | RouteNotFound> => {
   if (error instanceof HttpApiError.HttpApiDecodeError) {
     return Option.some(invalidRequest(error.issues, error.message))
   }
@@ -46,9 +49,26 @@ const toApiError = (error: unknown): Option.Option<InvalidRequest | MalformedReq
   return Option.none()
 }
 
-type Refusal = InvalidRequest | MalformedRequest | PayloadTooLarge | UnsupportedMediaType | RouteNotFound
+/** The answer to a request that failed by a defect (a bug, not the client's doing), in every path: 500. */
+export const internalError = () =>
+  new InternalError({ message: "the request could not be served (an internal error, logged); retry" })
 
-/** The body gate (BodyGate.ts) in front of the API, and the framework's failures as the API's errors. */
+/** How a defect is logged, in every path. */
+export const logDefect = (cause: Cause.Cause<unknown>) =>
+  Effect.logError("a request failed unexpectedly", cause)
+
+type Refusal =
+  | InvalidRequest
+  | MalformedRequest
+  | PayloadTooLarge
+  | UnsupportedMediaType
+  | RouteNotFound
+  | InternalError
+
+/**
+ * The body gate (BodyGate.ts) in front of the API, the framework's failures as the API's errors, and any other
+ * defect as InternalError (logged), as the fast lane answers one.
+ */
 export const ErrorResponsesLive = HttpApiBuilder.middleware(
   Api,
   Effect.map(AppConfig, (config) => {
@@ -60,7 +80,10 @@ export const ErrorResponsesLive = HttpApiBuilder.middleware(
           Option.orElse(() => Cause.dieOption(cause)),
           Option.flatMap(toApiError),
         )
-        return Option.isSome(error) ? Effect.fail(error.value) : Effect.failCause(cause)
+        if (Option.isSome(error)) return Effect.fail(error.value)
+        // A typed failure is the API's to encode; an interruption (no defect) is the server's to answer.
+        if (Option.isSome(Cause.failureOption(cause)) || !Cause.isDie(cause)) return Effect.failCause(cause)
+        return Effect.zipRight(logDefect(cause), Effect.fail(internalError()))
       })
   }),
 )

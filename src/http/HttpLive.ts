@@ -17,7 +17,8 @@ import { ErrorResponsesLive } from "./ErrorResponses.ts"
 import { ExportHttpLive } from "./ExportHttp.ts"
 import { OpsHttpLive } from "./OpsHttp.ts"
 import { PagesHttpLive } from "./PagesHttp.ts"
-import { observeRequests } from "./RequestObservability.ts"
+import { observeRequests, RequestObserver } from "./RequestObservability.ts"
+import { DocsPaths } from "./Routes.ts"
 import { answerClosing, ServerConnections } from "./ServerConnections.ts"
 import { TrackerFastLane } from "./TrackerFastLane.ts"
 import { TrackerHttpLive } from "./TrackerHttp.ts"
@@ -123,10 +124,10 @@ const NodeServerLive = Layer.scoped(
 
 /** The HTTP server: the API, its OpenAPI document at /openapi.json and a docs UI at /docs. */
 export const HttpLive = HttpApiBuilder.serve(observeRequests).pipe(
-  Layer.provide(HttpApiSwagger.layer({ path: "/docs" })),
+  Layer.provide(HttpApiSwagger.layer({ path: DocsPaths.docs })),
   // Around the router, so it sees the docs page's response before it is written.
-  Layer.provide(HttpApiBuilder.middleware(cacheableDocs("/docs"))),
-  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+  Layer.provide(HttpApiBuilder.middleware(cacheableDocs(DocsPaths.docs))),
+  Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: DocsPaths.openApi })),
   Layer.provide(ApiLive),
   // The router's own cap on a path parameter (100 characters) would answer 404 to page ids that saves accept (up
   // to 512): lift it so every id reaches PageUuid's checks. Node's header size limit still bounds the URL.
@@ -138,4 +139,6 @@ export const HttpLive = HttpApiBuilder.serve(observeRequests).pipe(
   HttpMiddleware.withTracerDisabledWhen(() => true),
   // Merged, so the server (its address) is reachable by whoever builds this layer, e.g. an in-process test.
   Layer.provideMerge(NodeServerLive),
+  // One account of requests for the HttpApi's middleware and the fast lane.
+  Layer.provide(RequestObserver.Default),
 )

@@ -1,11 +1,6 @@
 import { isUtf8 } from "node:buffer"
-import {
-  InvalidRequest,
-  MalformedRequest,
-  PayloadTooLarge,
-  TrackerPostPaths,
-  UnsupportedMediaType,
-} from "./Api.ts"
+import { InvalidRequest, MalformedRequest, PayloadTooLarge, TrackerApi, UnsupportedMediaType } from "./Api.ts"
+import { endpointsOf } from "./Routes.ts"
 
 /**
  * What a request must be before its JSON body is decoded, checked alike by both lanes (the fast lane and the
@@ -13,9 +8,13 @@ import {
  * type, size, UTF-8, blank, depth; then JSON.parse (400) and the endpoint's schema (422).
  */
 
-/** The POST routes whose body is a click: the only routes that read a body. */
-const trackerPostPaths = new Set<string>(Object.values(TrackerPostPaths))
-export const isTrackerPost = (method: string, path: string) => method === "POST" && trackerPostPaths.has(path)
+/** The trackers' routes that take a body (a click), as declared: the only routes that read a body. */
+const trackerBodyRoutes = new Set<string>(
+  endpointsOf(TrackerApi)
+    .filter((endpoint) => endpoint.payloadSchema._tag === "Some")
+    .map((endpoint) => `${endpoint.method} ${endpoint.path}`),
+)
+export const isTrackerPost = (method: string, path: string) => trackerBodyRoutes.has(`${method} ${path}`)
 
 /** The path of a request URL, without its query. */
 export const pathOf = (url: string) => {

@@ -6,9 +6,10 @@ import {
   HttpServerRequest,
   HttpServerResponse,
 } from "@effect/platform"
-import { Effect, Exit, FiberRef, LogLevel, Option } from "effect"
+import { Effect, Exit, FiberRef, FiberSet, LogLevel, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
+import { routeOf } from "./Routes.ts"
 
 /** What a handler learns about its request that the request log should carry (the page, from the body). */
 export interface RequestFacts {
@@ -24,48 +25,94 @@ export const notePage = (page: string) =>
     facts.page = page
   })
 
-const fixedRoutes = new Set([
-  "/",
-  "/save_click_and_predict_cluster",
-  "/new_click",
-  "/predict_cluster",
-  "/predict_click",
-  "/get_best_cluster",
-  "/healthz",
-  "/readyz",
-  "/metrics",
-  "/openapi.json",
-  "/docs",
-  "/snapshots/export",
-])
+const requestIdPattern = /^[\w.:-]{1,128}$/
 
-/** The route label of a path: fixed routes as they are, page routes with their parameter, anything else one label. */
-export const routeOf = (url: string) => {
-  const q = url.indexOf("?")
-  const path = q === -1 ? url : url.slice(0, q)
-  if (fixedRoutes.has(path)) return path
-  if (path.startsWith("/pages/")) {
-    if (path.endsWith("/clusters")) return "/pages/{page_uuid}/clusters"
-    if (path.endsWith("/activity")) return "/pages/{page_uuid}/activity"
-  }
-  return "unmatched"
+/** A request once answered, as its metrics and log line describe it. */
+export interface AnsweredRequest {
+  readonly route: string
+  readonly method: string
+  readonly status: number
+  /** `performance.now()` when the request arrived. */
+  readonly started: number
+  readonly requestId: string
+  readonly page: string | undefined
 }
 
-export const requestIdPattern = /^[\w.:-]{1,128}$/
+/**
+ * The one account of a request, for every path that answers one (the HttpApi's middleware below and the fast lane,
+ * FastLane.ts): its `x-request-id` (the client's own when it sent a sane one), the HTTP metrics by route (labels
+ * from the Api's declared routes, Routes.ts), method and status, and at debug level one log line with route, page,
+ * status, latency and request id. Synchronous, so the lane can call it without a fiber.
+ */
+export class RequestObserver extends Effect.Service<RequestObserver>()("http/RequestObserver", {
+  scoped: Effect.gen(function* () {
+    const metrics = yield* Metrics
+    const config = yield* AppConfig
+    const run = yield* FiberSet.makeRuntime<never>()
+    const logRequests = LogLevel.lessThanEqual(config.logLevel, LogLevel.Debug)
+
+    // prom-client hashes a label set on every call: the labelled children in use are kept instead.
+    const counters = new Map<string, ReturnType<typeof metrics.httpRequests.labels>>()
+    const durations = new Map<string, ReturnType<typeof metrics.httpDuration.labels>>()
+    const counterOf = (route: string, method: string, status: number) => {
+      const key = `${status} ${method} ${route}`
+      let counter = counters.get(key)
+      if (counter === undefined) {
+        counter = metrics.httpRequests.labels({ route, method, status })
+        counters.set(key, counter)
+      }
+      return counter
+    }
+    const durationOf = (route: string, method: string) => {
+      const key = `${method} ${route}`
+      let duration = durations.get(key)
+      if (duration === undefined) {
+        duration = metrics.httpDuration.labels({ route, method })
+        durations.set(key, duration)
+      }
+      return duration
+    }
+
+    /** The request id to answer with: the client's `x-request-id` when it is sane, a new one otherwise. */
+    const requestIdOf = (given: string | ReadonlyArray<string> | undefined) =>
+      typeof given === "string" && requestIdPattern.test(given) ? given : randomUUID()
+
+    /** Counts and times an answered request, and logs it at debug level. */
+    const answered = (request: AnsweredRequest) => {
+      const seconds = secondsSince(request.started)
+      counterOf(request.route, request.method, request.status).inc()
+      durationOf(request.route, request.method).observe(seconds)
+      if (logRequests)
+        run(
+          Effect.logDebug("request").pipe(
+            Effect.annotateLogs({
+              route: request.route,
+              method: request.method,
+              page: request.page ?? null,
+              status: request.status,
+              latency_ms: Math.round(seconds * 1e6) / 1e3,
+              request_id: request.requestId,
+            }),
+          ),
+        )
+    }
+
+    return { requestIdOf, answered, routeOf } as const
+  }),
+}) {}
 
 /**
- * Around every request: the body size limit for the framework's readers (the body gate in front of the API,
- * BodyGate.ts, refuses what is over it), an `x-request-id` on the response (the client's own when it sent a sane one), the HTTP
- * metrics by route and status, and at debug level one log line with route, page, status, latency and request id.
+ * Around every request of the HttpApi: the body size limit for the framework's readers (the body gate in front of
+ * the API, BodyGate.ts, refuses what is over it), and the request's account (RequestObserver): its `x-request-id`
+ * on the response, its metrics and log line.
  */
 export const observeRequests = HttpMiddleware.make((app) =>
   Effect.gen(function* () {
-    const metrics = yield* Metrics
+    const observer = yield* RequestObserver
     const config = yield* AppConfig
     const request = yield* HttpServerRequest.HttpServerRequest
-    const start = performance.now()
-    const given = request.headers["x-request-id"]
-    const requestId = given !== undefined && requestIdPattern.test(given) ? given : randomUUID()
+    const started = performance.now()
+    const requestId = observer.requestIdOf(request.headers["x-request-id"])
     const facts: RequestFacts = { page: undefined }
     // The response is written before this middleware sees it, so the header goes in through a pre-response handler.
     yield* HttpApp.appendPreResponseHandler((_, response) =>
@@ -76,23 +123,14 @@ export const observeRequests = HttpMiddleware.make((app) =>
       HttpIncomingMessage.withMaxBodySize(Option.some(config.maxBodyBytes)),
       Effect.exit,
     )
-    const status = Exit.isSuccess(exit) ? exit.value.status : 500
-    const route = routeOf(request.url)
-    const seconds = secondsSince(start)
-    metrics.httpRequests.inc({ route, method: request.method, status })
-    metrics.httpDuration.observe({ route, method: request.method }, seconds)
-    if (LogLevel.lessThanEqual(config.logLevel, LogLevel.Debug)) {
-      yield* Effect.logDebug("request").pipe(
-        Effect.annotateLogs({
-          route,
-          method: request.method,
-          page: facts.page ?? null,
-          status,
-          latency_ms: Math.round(seconds * 1e6) / 1e3,
-          request_id: requestId,
-        }),
-      )
-    }
+    observer.answered({
+      route: observer.routeOf(request.url),
+      method: request.method,
+      status: Exit.isSuccess(exit) ? exit.value.status : 500,
+      started,
+      requestId,
+      page: facts.page,
+    })
     return yield* exit
   }),
 )

@@ -5,19 +5,21 @@ import { AppConfig } from "../Config.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
 import { withDeadline } from "../persistence/DatabaseDeadline.ts"
 import { storageUnavailable } from "../persistence/StorageErrors.ts"
-import { InvalidRequest } from "./Api.ts"
+import type { Click, SaveClick } from "./Api.ts"
+import { InvalidRequest, type SaveResult } from "./Api.ts"
 import { notePage } from "./RequestObservability.ts"
 
 /** A decoded click. */
-export interface ClickPayload {
-  readonly page_uuid: string
-  readonly coordinates: { readonly x: number; readonly y: number }
-}
+export type ClickPayload = typeof Click.Type
 
 /** A decoded save: a click with an optional idempotency key. */
-export interface SaveClickPayload extends ClickPayload {
-  readonly request_id?: string | undefined
-}
+export type SaveClickPayload = typeof SaveClick.Type
+
+/** A save's answer, from the actor's reply. */
+export const saveResult = (reply: {
+  readonly clusterIdx: number
+  readonly isNew: boolean
+}): typeof SaveResult.Type => ({ cluster_idx: reply.clusterIdx, is_new: reply.isNew })
 
 /** The one idempotency key of a save (body or header, lower-cased as Postgres prints UUIDs), or null. */
 const idempotencyKey = (fromBody: string | undefined, fromHeader: string | undefined) => {
@@ -39,38 +41,35 @@ export const makeTrackerHandlers = Effect.gen(function* () {
   const clicks = yield* ClickRepository
   const config = yield* AppConfig
 
-  const save = (payload: SaveClickPayload, idempotencyHeader: string | undefined) =>
-    Effect.gen(function* () {
-      yield* notePage(payload.page_uuid)
-      const requestId = yield* idempotencyKey(payload.request_id, idempotencyHeader)
-      const reply = yield* host.save(
-        payload.page_uuid,
-        payload.coordinates.x,
-        payload.coordinates.y,
-        requestId,
+  // Untraced: these run per tracker request, on the hot path.
+  const save = Effect.fnUntraced(function* (
+    payload: SaveClickPayload,
+    idempotencyHeader: string | undefined,
+  ) {
+    yield* notePage(payload.page_uuid)
+    const requestId = yield* idempotencyKey(payload.request_id, idempotencyHeader)
+    const reply = yield* host.save(payload.page_uuid, payload.coordinates.x, payload.coordinates.y, requestId)
+    return saveResult(reply)
+  })
+
+  const predict = Effect.fnUntraced(function* (payload: ClickPayload) {
+    yield* notePage(payload.page_uuid)
+    const cluster_idx = yield* host.predict(payload.page_uuid, payload.coordinates.x, payload.coordinates.y)
+    return { cluster_idx }
+  })
+
+  const bestCluster = Effect.fn("TrackerHandlers.bestCluster")(function* (page: string) {
+    yield* notePage(page)
+    const largest = yield* host.largestCluster(page)
+    if (Option.isNone(largest)) return yield* new PageNotFound({ message: `page ${page} has no clicks` })
+    const all_coordinates = yield* clicks
+      .clusterCoordinates(page, largest.value)
+      .pipe(
+        withDeadline(config.dbTimeout),
+        Effect.catchAll(storageUnavailable("reading the cluster's clicks")),
       )
-      return { cluster_idx: reply.clusterIdx, is_new: reply.isNew }
-    })
-
-  const predict = (payload: ClickPayload) =>
-    notePage(payload.page_uuid).pipe(
-      Effect.zipRight(host.predict(payload.page_uuid, payload.coordinates.x, payload.coordinates.y)),
-      Effect.map((cluster_idx) => ({ cluster_idx })),
-    )
-
-  const bestCluster = (page: string) =>
-    Effect.gen(function* () {
-      yield* notePage(page)
-      const largest = yield* host.largestCluster(page)
-      if (Option.isNone(largest)) return yield* new PageNotFound({ message: `page ${page} has no clicks` })
-      const all_coordinates = yield* clicks
-        .clusterCoordinates(page, largest.value)
-        .pipe(
-          withDeadline(config.dbTimeout),
-          Effect.catchAll(storageUnavailable("reading the cluster's clicks")),
-        )
-      return { cluster: { cluster_idx: largest.value, all_coordinates } }
-    })
+    return { cluster: { cluster_idx: largest.value, all_coordinates } }
+  })
 
   return { save, predict, bestCluster } as const
 })
