@@ -87,54 +87,51 @@ export interface ClickFile {
  * Opens a click file (`page_uuid,x,y[,timestamp]`, with or without a header) and streams its rows. The file is
  * read as the stream is pulled, so memory stays constant whatever the file's size.
  */
-export const openClickFile = (path: string): Effect.Effect<ClickFile, ClickFileError> =>
-  Effect.gen(function* () {
-    const size = yield* Effect.tryPromise({
-      try: () => stat(path),
-      catch: (cause) => new ClickFileError({ message: `cannot read ${path}`, cause }),
-    }).pipe(Effect.map((s) => s.size))
-    let input: ReturnType<typeof createReadStream> | undefined
-    const rows = Stream.unwrapScoped(
-      Effect.gen(function* () {
-        const file = yield* Effect.acquireRelease(
-          Effect.sync(() => createReadStream(path)),
-          (s) => Effect.sync(() => s.destroy()),
-        )
-        input = file
-        const parser = parse({ skip_empty_lines: true, relax_column_count: true, trim: true, bom: true })
-        // `pipe` does not pass the source's errors on: forward them so the stream fails instead of hanging.
-        file.on("error", (error) => parser.destroy(error))
-        file.pipe(parser)
-        yield* Effect.addFinalizer(() => Effect.sync(() => parser.destroy()))
-        let layout: Layout | undefined
-        let record = 0
-        return Stream.fromAsyncIterable<unknown, ClickFileError>(
-          parser,
-          (cause) => new ClickFileError({ message: `cannot parse ${path} as CSV`, cause }),
-        ).pipe(
-          Stream.mapEffect(
-            (fields): Effect.Effect<Option.Option<ClickRow | MalformedRow>, ClickFileError> => {
-              if (!isStringArray(fields))
-                return Effect.succeed(Option.some(malformed(++record, "not a record")))
-              if (layout === undefined) {
-                const header = headerLayout(fields)
-                if (header === undefined) layout = positional
-                else if (header.x === -1 || header.y === -1)
-                  return new ClickFileError({
-                    message: `the header of ${path} has no x or no y column`,
-                    cause: fields,
-                  })
-                else {
-                  layout = header
-                  return Effect.succeed(Option.none())
-                }
-              }
-              return Effect.succeed(Option.some(toClickRow(fields, layout, ++record)))
-            },
-          ),
-          Stream.filterMap(identity),
-        )
-      }),
-    )
-    return { size, bytesRead: () => input?.bytesRead ?? 0, rows }
-  })
+export const openClickFile = Effect.fn("ClickCsv.openClickFile")(function* (path: string) {
+  const size = yield* Effect.tryPromise({
+    try: () => stat(path),
+    catch: (cause) => new ClickFileError({ message: `cannot read ${path}`, cause }),
+  }).pipe(Effect.map((s) => s.size))
+  let input: ReturnType<typeof createReadStream> | undefined
+  const rows = Stream.unwrapScoped(
+    Effect.gen(function* () {
+      const file = yield* Effect.acquireRelease(
+        Effect.sync(() => createReadStream(path)),
+        (s) => Effect.sync(() => s.destroy()),
+      )
+      input = file
+      const parser = parse({ skip_empty_lines: true, relax_column_count: true, trim: true, bom: true })
+      // `pipe` does not pass the source's errors on: forward them so the stream fails instead of hanging.
+      file.on("error", (error) => parser.destroy(error))
+      file.pipe(parser)
+      yield* Effect.addFinalizer(() => Effect.sync(() => parser.destroy()))
+      let layout: Layout | undefined
+      let record = 0
+      return Stream.fromAsyncIterable<unknown, ClickFileError>(
+        parser,
+        (cause) => new ClickFileError({ message: `cannot parse ${path} as CSV`, cause }),
+      ).pipe(
+        Stream.mapEffect((fields): Effect.Effect<Option.Option<ClickRow | MalformedRow>, ClickFileError> => {
+          if (!isStringArray(fields)) return Effect.succeed(Option.some(malformed(++record, "not a record")))
+          if (layout === undefined) {
+            const header = headerLayout(fields)
+            if (header === undefined) layout = positional
+            else if (header.x === -1 || header.y === -1)
+              return new ClickFileError({
+                message: `the header of ${path} has no x or no y column`,
+                cause: fields,
+              })
+            else {
+              layout = header
+              return Effect.succeed(Option.none())
+            }
+          }
+          return Effect.succeed(Option.some(toClickRow(fields, layout, ++record)))
+        }),
+        Stream.filterMap(identity),
+      )
+    }),
+  )
+  const file: ClickFile = { size, bytesRead: () => input?.bytesRead ?? 0, rows }
+  return file
+})

@@ -229,7 +229,7 @@ export class ClickReplayer {
       yield* permits.take(readAhead)
       self.finishedAt = performance.now()
       return self.report()
-    }).pipe(Effect.scoped)
+    }).pipe(Effect.scoped, Effect.withSpan("ClickReplayer.run"))
   }
 
   private send(post: (path: string, body: string) => Effect.Effect<number, NoAnswer>, row: ClickRow) {

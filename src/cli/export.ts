@@ -2,7 +2,7 @@ import { Command, Options, ValidationError } from "@effect/cli"
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import cliProgress from "cli-progress"
-import { Cause, Chunk, Console, Data, Effect, Layer, Option, Stream } from "effect"
+import { Cause, Chunk, Clock, Console, Data, Effect, Layer, Option, Stream } from "effect"
 import { AppConfig } from "../Config.ts"
 import { ExportFormat, encodeRows } from "../http/ExportFormat.ts"
 import type { ExportRow } from "../persistence/ClusterExport.ts"
@@ -99,13 +99,13 @@ const makeProgress = (totalPages: number) =>
         summary: () => ({ pages, rows }),
       }
     }
-    let printedAt = Date.now()
+    let printedAt = yield* Clock.currentTimeMillis
     return {
       advance: (chunk: Chunk.Chunk<ExportRow>) =>
-        Effect.suspend(() => {
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
           count(chunk)
-          if (Date.now() - printedAt < 2000) return Effect.void
-          printedAt = Date.now()
+          if (now - printedAt < 2000) return Effect.void
+          printedAt = now
           return Console.error(line())
         }),
       summary: () => ({ pages, rows }),
@@ -117,7 +117,7 @@ const command = Command.make("export", { format, out, page }, (options) =>
     const clusters = yield* ClusterExport
     const fs = yield* FileSystem.FileSystem
     const filter = { page: Option.getOrUndefined(options.page) }
-    const started = Date.now()
+    const started = yield* Clock.currentTimeMillis
     const totalPages = yield* clusters.countPages(filter)
     // Written beside the target and renamed at the end, so a failed export never leaves a file that looks whole.
     const partial = `${options.out}.partial`
@@ -134,7 +134,7 @@ const command = Command.make("export", { format, out, page }, (options) =>
       }),
     ).pipe(Effect.onError(() => fs.remove(partial).pipe(Effect.ignore)))
     yield* fs.rename(partial, options.out)
-    const seconds = ((Date.now() - started) / 1000).toFixed(1)
+    const seconds = (((yield* Clock.currentTimeMillis) - started) / 1000).toFixed(1)
     yield* Console.error(`exported ${rows} rows of ${pages} pages to ${options.out} in ${seconds} s`)
   }),
 ).pipe(

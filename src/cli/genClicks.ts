@@ -5,7 +5,7 @@ import { pipeline } from "node:stream/promises"
 import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { stringify } from "csv-stringify"
-import { Console, Data, Effect, Option } from "effect"
+import { Clock, Console, Data, Effect, Option } from "effect"
 import { generateClicks } from "./ClickGenerator.ts"
 import { exitOnError, positiveInteger } from "./CliOptions.ts"
 
@@ -38,12 +38,12 @@ const command = Command.make(
   { pages, clusters, clicks, noise, out, seed, rate, start },
   (options) =>
     Effect.gen(function* () {
+      const began = yield* Clock.currentTimeMillis
       const first = Option.match(options.start, {
-        onNone: () => Date.now() - (options.clicks / options.rate) * 1000,
+        onNone: () => began - (options.clicks / options.rate) * 1000,
         onSome: (date) => date.getTime(),
       })
       const rows = generateClicks({ ...options, start: first })
-      const began = performance.now()
       // A pipeline writes as fast as the file takes it: the generator is pulled only when the writer drains.
       yield* Effect.tryPromise({
         try: () =>
@@ -55,10 +55,11 @@ const command = Command.make(
         catch: (cause) => new WriteError({ message: `cannot write ${options.out}`, cause }),
       })
       const size = yield* Effect.promise(() => stat(options.out)).pipe(Effect.map((s) => s.size))
+      const seconds = ((yield* Clock.currentTimeMillis) - began) / 1000
       yield* Console.log(
         `wrote ${options.clicks} clicks on ${options.pages} pages × ${options.clusters} clusters ` +
           `(noise ${options.noise}) to ${options.out}: ${(size / 1e6).toFixed(1)} MB in ` +
-          `${((performance.now() - began) / 1000).toFixed(1)} s`,
+          `${seconds.toFixed(1)} s`,
       )
     }),
 ).pipe(
