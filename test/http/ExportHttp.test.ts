@@ -3,7 +3,7 @@ import { parse } from "csv-parse/sync"
 import { Schema } from "effect"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
 import { runId } from "../support/Cases.ts"
-import { ServerProcess } from "../support/ServerProcess.ts"
+import { InProcessServer, type RunningServer } from "../support/InProcessServer.ts"
 import { type StorageMode, storageModes } from "../support/StorageModes.ts"
 
 /** An exported row exactly: no field missing, none extra, each of its type. */
@@ -56,10 +56,7 @@ const decodeOpenApi = Schema.decodeUnknownSync(
   }),
 )
 
-/**
- * This run's pages: the database may hold other runs' pages (with DATABASE_URL set, ServerProcess passes it on to
- * the "embedded" server too), so every check looks at these only.
- */
+/** This run's pages: every check looks at these only, whatever else the database holds. */
 const run = runId()
 const pageA = `${run}/page-a`
 const pageB = `${run}/page-b`
@@ -127,7 +124,7 @@ const csvRows = (text: string): ReadonlyArray<Row> => decodeCsvRows(parse(text, 
 
 describe.each(storageModes())("cluster export over HTTP, $name storage", ({ make }) => {
   let storage: StorageMode
-  let server: ServerProcess
+  let server: RunningServer
   /** Per page: the cluster each save answered. */
   const answers = new Map<string, Array<number>>()
   let exported: ReadonlyArray<Row> = []
@@ -137,7 +134,7 @@ describe.each(storageModes())("cluster export over HTTP, $name storage", ({ make
   beforeAll(async () => {
     storage = await make()
     // Snapshots only at shutdown: the first exports must rebuild every page from its clicks alone.
-    server = await ServerProcess.start({
+    server = await InProcessServer.run({
       ...storage.env,
       SNAPSHOT_EVERY: "1000",
       SNAPSHOT_INTERVAL: "1 hour",
@@ -227,7 +224,7 @@ describe.each(storageModes())("cluster export over HTTP, $name storage", ({ make
   it("with ADMIN_TOKEN set, answers 401 without the token or with another one, and exports with it", async () => {
     // One server at a time: the embedded database belongs to one process.
     await server.stop()
-    server = await ServerProcess.start({ ...storage.env, ADMIN_TOKEN: "s3cret-token" })
+    server = await InProcessServer.run({ ...storage.env, ADMIN_TOKEN: "s3cret-token" })
 
     const missing = await exportText(server.url, "format=ndjson")
     expect(missing.status).toBe(401)

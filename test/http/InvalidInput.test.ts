@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { ServerProcess } from "../support/ServerProcess.ts"
+import { InProcessServer, type RunningServer } from "../support/InProcessServer.ts"
 import { type StorageMode, storageModes } from "../support/StorageModes.ts"
 import { post as postIn } from "./Lanes.ts"
 
@@ -37,11 +37,11 @@ const post = (url: string, path: string, body: string) =>
 
 describe.each(storageModes())("invalid input, $name storage", ({ make }) => {
   let storage: StorageMode
-  let server: ServerProcess
+  let server: RunningServer
 
   beforeAll(async () => {
     storage = await make()
-    server = await ServerProcess.start(storage.env)
+    server = await InProcessServer.run(storage.env)
   })
   afterAll(async () => {
     await server?.stop()
@@ -84,13 +84,13 @@ describe.each(storageModes())("invalid input, $name storage", ({ make }) => {
     )
     expect(await next.json()).toEqual({ cluster_idx: 1, is_new: true })
 
-    expect(await server.stop()).toBe(0)
+    await server.stop()
     const rows = await storage.query<{ n: number }>("SELECT count(*)::int AS n FROM clicks")
     expect(rows[0]?.n).toBe(2)
   })
 
   it("answers 404 with a JSON message for unknown paths and for a page without clicks", async () => {
-    server = await ServerProcess.start(storage.env)
+    server = await InProcessServer.run(storage.env)
     const unknown = await fetch(`${server.url}/no_such_endpoint`)
     expect(unknown.status).toBe(404)
     expect((await answerOf(unknown)).message).toMatch(/no_such_endpoint/)
@@ -155,7 +155,7 @@ describe.each(storageModes())("invalid input, $name storage", ({ make }) => {
         })
       }
 
-    expect(await server.stop()).toBe(0)
+    await server.stop()
     const rows = await storage.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM clicks WHERE page_uuid LIKE $1 OR page_uuid LIKE $2",
       [`${prefix}%`, `%${prefix}`],
@@ -164,7 +164,7 @@ describe.each(storageModes())("invalid input, $name storage", ({ make }) => {
   })
 
   it("answers a body over MAX_BODY_BYTES 413 with JSON, sent chunked or with a length, stores nothing and goes on", async () => {
-    server = await ServerProcess.start({ ...storage.env, MAX_BODY_BYTES: "4096" })
+    server = await InProcessServer.run({ ...storage.env, MAX_BODY_BYTES: "4096" })
     const target = `${page}-large`
     const large = JSON.stringify({
       page_uuid: target,
@@ -194,7 +194,7 @@ describe.each(storageModes())("invalid input, $name storage", ({ make }) => {
     const saved = await postIn(server.url, "/save_click_and_predict_cluster", small, "api", {}, 30)
     expect([saved.status, saved.body]).toEqual([200, '{"cluster_idx":0,"is_new":true}'])
 
-    expect(await server.stop()).toBe(0)
+    await server.stop()
     const rows = await storage.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM clicks WHERE page_uuid = $1",
       [target],

@@ -166,7 +166,7 @@ describe.each(storageModes())("operations, $name storage", ({ make }) => {
   it("without ADMIN_TOKEN, answers the admin export to loopback clients and 403 JSON to other addresses", async () => {
     const local = await rawGet(`${served.url}/snapshots/export?format=csv`)
     expect(local.status).toBe(200)
-    expect(served.server.logs).toContain("ADMIN_TOKEN is not set: admin endpoints")
+    expect(served.server.logs()).toContain("ADMIN_TOKEN is not set: admin endpoints")
     const other = otherAddress()
     // The rule itself is unit-tested in AdminAuth.test.ts; here a real connection from another local address.
     if (other !== undefined) {
@@ -233,7 +233,8 @@ describe.each(storageModes())("operations, $name storage", ({ make }) => {
     const made = await fetch(`${served.url}/nope`)
     expect(made.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/)
     await new Promise((r) => setTimeout(r, 200))
-    const lines = served.server.logs
+    const lines = served.server
+      .logs()
       .split("\n")
       .filter((l) => l.startsWith("{"))
       .map(

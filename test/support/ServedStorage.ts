@@ -1,27 +1,28 @@
 import { afterAll, beforeAll } from "@effect/vitest"
-import { ServerProcess } from "./ServerProcess.ts"
+import { InProcessServer, type RunningServer } from "./InProcessServer.ts"
 import type { StorageMode } from "./StorageModes.ts"
 
-/** A server process on fresh storage, for the tests of one `describe`. */
+/** A server on fresh storage, for the tests of one `describe`. */
 export interface ServedStorage {
   readonly storage: StorageMode
-  readonly server: ServerProcess
+  readonly server: RunningServer
   readonly url: string
 }
 
 /**
- * Registers, in the enclosing `describe`, fresh storage (from `make`) and a server process on it with `env` added,
- * started before its tests and stopped and disposed after them. Read it inside tests, not while registering.
+ * Registers, in the enclosing `describe`, fresh storage (from `make`) and the service served in this process on it
+ * with `env` added, started before its tests and stopped and disposed after them. Read it inside tests, not while
+ * registering.
  */
 export const servedStorage = (
   make: () => Promise<StorageMode>,
   env: Record<string, string> = {},
 ): ServedStorage => {
   let storage: StorageMode | undefined
-  let server: ServerProcess | undefined
+  let server: RunningServer | undefined
   beforeAll(async () => {
     storage = await make()
-    server = await ServerProcess.start({ ...storage.env, ...env })
+    server = await InProcessServer.run({ ...storage.env, ...env })
   })
   afterAll(async () => {
     await server?.stop()
