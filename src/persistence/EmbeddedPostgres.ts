@@ -53,16 +53,19 @@ const signalZero = (pid: number) => {
  * drops with its holder would do the same, but Node has no flock and the native addons for it need a compiler in
  * the image; the lock file only has to work where the service runs. Elsewhere (no /proc) `kill(pid, 0)` decides.
  */
-export const isHolderAlive = (fs: FileSystem.FileSystem, pid: number, startTime: Option.Option<string>) =>
-  Effect.gen(function* () {
-    const procExists = yield* fs.exists("/proc/self/stat").pipe(Effect.orElseSucceed(() => false))
-    if (!procExists) return signalZero(pid)
-    const stat = yield* procStat(fs, pid)
-    if (Option.isNone(stat)) return false
-    const { state, exiting } = stat.value
-    if (state === "Z" || state === "X" || exiting) return false
-    return Option.match(startTime, { onNone: () => true, onSome: (t) => t === stat.value.startTime })
-  })
+export const isHolderAlive = Effect.fn("EmbeddedPostgres.isHolderAlive")(function* (
+  fs: FileSystem.FileSystem,
+  pid: number,
+  startTime: Option.Option<string>,
+) {
+  const procExists = yield* fs.exists("/proc/self/stat").pipe(Effect.orElseSucceed(() => false))
+  if (!procExists) return signalZero(pid)
+  const stat = yield* procStat(fs, pid)
+  if (Option.isNone(stat)) return false
+  const { state, exiting } = stat.value
+  if (state === "Z" || state === "X" || exiting) return false
+  return Option.match(startTime, { onNone: () => true, onSome: (t) => t === stat.value.startTime })
+})
 
 /** The lock file holds `<pid> <start time>` (the start time only where /proc tells it). */
 const parseHolder = (text: string) => {
@@ -174,6 +177,6 @@ export class EmbeddedPostgres extends Context.Tag("persistence/EmbeddedPostgres"
         )
         const [host = "127.0.0.1", port = "0"] = server.getServerConn().split(":")
         return { host, port: Number(port), dataDir }
-      }),
+      }).pipe(Effect.withSpan("EmbeddedPostgres.open", { attributes: { dataDir } })),
     )
 }
