@@ -1,6 +1,7 @@
 import { Layer } from "effect"
 import { PageActorHost } from "./actors/PageActorHost.ts"
 import { PageBehaviour } from "./actors/PageBehaviour.ts"
+import { PageEvents } from "./actors/PageEvents.ts"
 import { Metrics } from "./Metrics.ts"
 import { ActivityRepository } from "./persistence/ActivityRepository.ts"
 import { ClickLog } from "./persistence/ClickLog.ts"
@@ -18,8 +19,11 @@ export const StorageLive = Layer.mergeAll(
   Readiness.Default,
 ).pipe(Layer.provideMerge(SqlLive))
 
-/** The page actor host with its behaviour. */
-export const ActorsLive = PageActorHost.Default.pipe(Layer.provide(PageBehaviour.Default))
+/** The page actor host with its behaviour, and the pages' live cluster changes (for watchers of a page). */
+export const ActorsLive = PageActorHost.Default.pipe(
+  Layer.provide(PageBehaviour.Default),
+  Layer.provideMerge(PageEvents.Default),
+)
 
 /** Everything but HTTP: actors, storage and metrics; needs only the configuration. */
 export const CoreLive = ActorsLive.pipe(Layer.provideMerge(StorageLive), Layer.provideMerge(Metrics.Default))

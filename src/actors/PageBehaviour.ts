@@ -1,6 +1,6 @@
 import { Duration, Effect, FiberSet, Option } from "effect"
 import { AppConfig } from "../Config.ts"
-import { PageClusters, type PageClustersSnapshot } from "../domain/PageClusters.ts"
+import { type ClusterSummary, PageClusters, type PageClustersSnapshot } from "../domain/PageClusters.ts"
 import { PageReplay } from "../domain/PageReplay.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { ClickChain, ClickLog } from "../persistence/ClickLog.ts"
@@ -9,6 +9,7 @@ import { CommitTicket } from "../persistence/CommitTicket.ts"
 import { withDeadline } from "../persistence/DatabaseDeadline.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
 import { IdempotencyConflict, storageUnavailable } from "../persistence/StorageErrors.ts"
+import { PageEvents } from "./PageEvents.ts"
 import type { ErrorOf, PageTag, PayloadOf, SavedClick, SuccessOf } from "./PageProtocol.ts"
 
 /** The answer to a save, decided at once: acknowledged to the client once `committed` settles without error. */
@@ -68,6 +69,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     const clicks = yield* ClickRepository
     const snapshots = yield* SnapshotStore
     const metrics = yield* Metrics
+    const events = yield* PageEvents
     const radius = config.clusterRadius
     const snapshotIntervalMs = Duration.toMillis(config.snapshotInterval)
 
@@ -178,8 +180,17 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       state.lastCommit = committed
       const isNew = clusterIdx === before
       if (isNew) metrics.clustersCreated.inc()
+      if (events.watched(state.page))
+        tellOnCommit(state.page, isNew, state.clusters.summary(clusterIdx), committed)
       return { clusterIdx, isNew, committed }
     }
+
+    /** Tells the page's watchers of the cluster as this click left it, once (and only if) the click is committed. */
+    const tellOnCommit = (page: string, isNew: boolean, cluster: ClusterSummary, committed: CommitTicket) =>
+      committed.onSettled((error) => {
+        if (error === undefined)
+          events.publish({ type: isNew ? "cluster.created" : "cluster.updated", page, ...cluster })
+      })
 
     /** The cluster a click would join, or null; changes nothing. */
     const predict = (state: PageState, x: number, y: number): number | null => {

@@ -1,8 +1,9 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { ConfigProvider, Effect, Either, Layer, Option, TestClock, TestServices } from "effect"
+import { ConfigProvider, Effect, Either, Layer, Option, Stream, TestClock, TestServices } from "effect"
 import { PageActorHost } from "../../src/actors/PageActorHost.ts"
 import { PageBehaviour } from "../../src/actors/PageBehaviour.ts"
+import { type ClusterChange, PageEvents } from "../../src/actors/PageEvents.ts"
 import { AppConfig } from "../../src/Config.ts"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
 import { Metrics } from "../../src/Metrics.ts"
@@ -30,6 +31,7 @@ const sharedDatabase = (mode: ReturnType<typeof storageModes>[number]) =>
 const life = (env: Record<string, string> = {}) =>
   PageActorHost.Default.pipe(
     Layer.provide(PageBehaviour.Default),
+    Layer.provideMerge(PageEvents.Default),
     Layer.provideMerge(Layer.mergeAll(ClickLog.Default, ClickRepository.Default, SnapshotStore.Default)),
     Layer.provideMerge(Metrics.Default),
     Layer.provideMerge(AppConfig.Default),
@@ -206,6 +208,52 @@ describe.each(storageModes())("PageActorHost, $name database", (mode) => {
           ),
         )
       }),
+    )
+
+    it.scoped(
+      "tells a page's watchers of each cluster change once its click is committed, and never of a failed one",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            const page = "watched/1"
+            yield* Effect.gen(function* () {
+              const sql = yield* SqlClient.SqlClient
+              const events = yield* PageEvents
+              const host = yield* PageActorHost
+              const seen: Array<ClusterChange> = []
+              yield* Effect.forkScoped(
+                Stream.runForEach(events.changes(page), (c) => Effect.sync(() => seen.push(c))),
+              )
+              yield* waitUntil(Effect.sync(() => events.watched(page)))
+              yield* saveAll(page, clicks.slice(0, 6))
+              // Changes of another page are not this page's.
+              yield* saveAll("unwatched/1", clicks.slice(0, 2))
+              yield* waitUntil(Effect.sync(() => seen.length === 6))
+              const domain = new PageClusters(0.04)
+              const expected = clicks.slice(0, 6).map((p) => {
+                const before = domain.size
+                const i = domain.assign(p.x, p.y, 0)
+                const { firstAt: _f, lastAt: _l, ...cluster } = domain.summary(i)
+                return {
+                  type: domain.size > before ? "cluster.created" : "cluster.updated",
+                  page,
+                  ...cluster,
+                }
+              })
+              expect(seen.map(({ firstAt: _f, lastAt: _l, ...rest }) => rest)).toEqual(expected)
+              // A click the log refuses is not told.
+              yield* sql`ALTER TABLE clicks RENAME TO clicks_away`
+              const refused = yield* Effect.either(host.save(page, 0.9, 0.9, null)).pipe(
+                Effect.ensuring(Effect.orDie(sql`ALTER TABLE clicks_away RENAME TO clicks`)),
+              )
+              expect(Either.isLeft(refused)).toBe(true)
+              yield* saveAll(page, [clicks[6]!])
+              yield* waitUntil(Effect.sync(() => seen.length === 7))
+              expect(seen.map((c) => c.count).slice(-1)).toEqual([3])
+              expect(seen.some((c) => c.centroidX === 0.9)).toBe(false)
+            }).pipe(Effect.provide(life({ DB_TIMEOUT: "2 seconds" })))
+          }),
+        ),
     )
 
     it.scoped(

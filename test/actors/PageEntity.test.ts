@@ -4,6 +4,7 @@ import { describe, expect, layer } from "@effect/vitest"
 import { ConfigProvider, Effect, Layer, Option, TestServices } from "effect"
 import { PageBehaviour } from "../../src/actors/PageBehaviour.ts"
 import { PageEntityLive } from "../../src/actors/PageEntity.ts"
+import { PageEvents } from "../../src/actors/PageEvents.ts"
 import { Page } from "../../src/actors/PageProtocol.ts"
 import { AppConfig } from "../../src/Config.ts"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
@@ -28,6 +29,7 @@ const sharedDatabase = (mode: ReturnType<typeof storageModes>[number]) =>
 const entityLife = (env: Record<string, string> = {}) =>
   PageEntityLive.pipe(
     Layer.provideMerge(PageBehaviour.Default),
+    Layer.provideMerge(PageEvents.Default),
     Layer.provideMerge(Layer.mergeAll(ClickLog.Default, ClickRepository.Default, SnapshotStore.Default)),
     Layer.provideMerge(Metrics.Default),
     Layer.provideMerge(AppConfig.Default),
