@@ -4,7 +4,14 @@ import { Cause, Effect, Either, Exit, type Fiber, FiberSet, Option, ParseResult,
 import { Metrics } from "../Metrics.ts"
 import { type Answer, apiErrorAnswers, successAnswers } from "./Answers.ts"
 import { internalError, logDefect, toApiError } from "./ErrorResponses.ts"
-import { bodyText, malformedJson, mediaTypeProblem, textProblem, urlProblem } from "./RequestBody.ts"
+import {
+  bodyText,
+  malformedJson,
+  mediaTypeProblem,
+  payloadTooLarge,
+  textProblem,
+  urlProblem,
+} from "./RequestBody.ts"
 import { currentRequestFacts, type RequestFacts, RequestObserver } from "./RequestObservability.ts"
 import { type DeclaredEndpoint, type DeclaredGroup, endpointsOf } from "./Routes.ts"
 
@@ -103,8 +110,8 @@ export interface DeclaredApi {
  * A raw `node:http` path in front of the HttpApi for the given routes of `api`, generated from their declarations:
  * method and path, payload and headers decoding, success encoding, errors and their statuses (every error the Api
  * declares, encoded as the HttpApi encodes it: Answers.ts), and the request's account (RequestObserver), so nothing
- * about a route is stated here. It takes a request only when it is one of the routes and its body has a content
- * length within `maxBodyBytes`; anything else is left, body unread, to the HttpApi. It checks the body by the
+ * about a route is stated here. It takes a request when it is one of the routes and its body has a content length
+ * (a body over `maxBodyBytes` is answered 413 unread); anything else (a chunked body) is left to the HttpApi. It checks the body by the
  * HttpApi's gate's rules (RequestBody.ts), then decodes and serves as the HttpApi does. A defect answers
  * InternalError, as ErrorResponsesLive does. `fast_lane_requests_total` counts what it served: "now" (answered
  * without a fiber), "message" (on a fiber) and "refused" (before the implementation).
@@ -218,13 +225,17 @@ export const makeFastLane = Effect.fnUntraced(function* (
     if (r === undefined) return false
     const headers = request.headers
     const length = headers["content-length"]
-    if (length === undefined || !(Number(length) <= maxBodyBytes)) return false
+    if (length === undefined) return false
 
     const started = performance.now()
     const reply = respond(response, path, method, started, observer.requestIdOf(headers["x-request-id"]))
-    // Refused before the body is read, as the HttpApi's gate does; Node drains the unread body.
-    const refusal = (q === -1 ? undefined : urlProblem(url)) ?? mediaTypeProblem(headers["content-type"])
+    // Refused before the body is read, in the order of the HttpApi's gate (BodyGate.ts); Node drains the unread
+    // body, except past the limit, where the connection is closed after the answer, as the gate does.
+    const refusal =
+      (q === -1 ? undefined : urlProblem(url)) ??
+      (Number(length) <= maxBodyBytes ? mediaTypeProblem(headers["content-type"]) : payloadTooLarge())
     if (refusal !== undefined) {
+      if (refusal._tag === "PayloadTooLarge") response.setHeader("connection", "close")
       served.refused.inc()
       reply.fail(refusal, undefined)
       return true
