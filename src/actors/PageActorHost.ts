@@ -381,6 +381,8 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       send,
       save: (page: string, x: number, y: number, requestId: string | null) =>
         send(page, "Save", { x, y, requestId }),
+      /** Saves several clicks of one page, in order; each click answered on its own. */
+      saveMany: (page: string, clicks: PayloadOf<"SaveMany">["clicks"]) => send(page, "SaveMany", { clicks }),
       /**
        * A save served at once when the page's actor is idle (see `stateToServeNow`) and the click log has room:
        * the decision, whose commit the caller waits for; undefined when the save must go through `save`.

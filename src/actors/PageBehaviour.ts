@@ -1,4 +1,4 @@
-import { Duration, Effect, FiberSet, Option } from "effect"
+import { Duration, Effect, Either, FiberSet, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { type ClusterSummary, PageClusters, type PageClustersSnapshot } from "../domain/PageClusters.ts"
 import { PageReplay } from "../domain/PageReplay.ts"
@@ -208,17 +208,34 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
      * the page's order and returns the message's completion, which the sender awaits outside that order (a save's
      * commit), so a page goes on to its next message while earlier clicks are being written.
      */
+    /** Decides one save: an earlier answer to its request id, else a new click handed to the log. */
+    const decideSave = Effect.fnUntraced(function* (
+      state: PageState,
+      { x, y, requestId }: PayloadOf<"Save">,
+      deadline: number,
+    ) {
+      if (requestId !== null) {
+        const earlier = yield* earlierAnswer(state, requestId, x, y, deadline)
+        if (Option.isSome(earlier)) return acknowledged(earlier.value)
+      }
+      yield* clickLog.awaitRoom
+      const decision = save(state, x, y, requestId, deadline)
+      if (requestId !== null) remember(state, requestId, x, y, decision)
+      return acknowledged(decision)
+    })
+
     const handlers: PageHandlers = {
-      Save: Effect.fnUntraced(function* (state, { x, y, requestId }, deadline) {
-        if (requestId !== null) {
-          const earlier = yield* earlierAnswer(state, requestId, x, y, deadline)
-          if (Option.isSome(earlier)) return acknowledged(earlier.value)
+      Save: (state, payload, deadline) =>
+        Effect.tap(decideSave(state, payload, deadline), () => snapshotIfDue(state)),
+      SaveMany: Effect.fnUntraced(function* (state, { clicks }, deadline) {
+        // Each click decided in turn, as if sent one after another; one click's refusal is its own answer.
+        const completions: Array<Effect.Effect<SavedClick, SaveError>> = []
+        for (const click of clicks) {
+          const decided = yield* Effect.either(decideSave(state, click, deadline))
+          completions.push(Either.isRight(decided) ? decided.right : Effect.fail(decided.left))
         }
-        yield* clickLog.awaitRoom
-        const decision = save(state, x, y, requestId, deadline)
-        if (requestId !== null) remember(state, requestId, x, y, decision)
         snapshotIfDue(state)
-        return acknowledged(decision)
+        return Effect.forEach(completions, Effect.either, { concurrency: "unbounded" })
       }),
       Predict: (state, { x, y }) => Effect.sync(() => Effect.succeed(predict(state, x, y))),
       Largest: (state) =>

@@ -48,6 +48,7 @@ export const PageEntityLive = Page.toLayer(
 
     return {
       Save: ({ payload }) => serve("Save", payload),
+      SaveMany: ({ payload }) => serve("SaveMany", payload),
       Predict: ({ payload }) => serve("Predict", payload),
       Largest: ({ payload }) => serve("Largest", payload),
       Clusters: ({ payload }) => serve("Clusters", payload),

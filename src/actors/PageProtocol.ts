@@ -44,6 +44,18 @@ export const Save = Rpc.make("Save", {
   error: Schema.Union(StorageUnavailable, IdempotencyConflict),
 })
 
+/**
+ * Stores several clicks of the page, in their order, as if each were sent as a Save right after the one before;
+ * each click gets its own answer or its own refusal.
+ */
+export const SaveMany = Rpc.make("SaveMany", {
+  payload: { clicks: Schema.Array(Save.payloadSchema) },
+  success: Schema.Array(
+    Schema.Either({ right: SavedClick, left: Schema.Union(StorageUnavailable, IdempotencyConflict) }),
+  ),
+  error: StorageUnavailable,
+})
+
 /** The cluster a click would join (null: it would found one); changes nothing. */
 export const Predict = Rpc.make("Predict", {
   payload: { x: Unit, y: Unit },
@@ -64,13 +76,13 @@ export const Clusters = Rpc.make("Clusters", {
 })
 
 /** The page entity: its messages, addressed by page id. */
-export const Page = Entity.make("Page", [Save, Predict, Largest, Clusters])
+export const Page = Entity.make("Page", [Save, SaveMany, Predict, Largest, Clusters])
 
 /** Whether a message changes the page: it must be served on a state recovered from the database, never a stale one. */
-export const changesState = (tag: PageTag) => tag === Save._tag
+export const changesState = (tag: PageTag) => tag === Save._tag || tag === SaveMany._tag
 
 /** Any of the page's messages (an Rpc declaration). */
-export type PageRpc = typeof Save | typeof Predict | typeof Largest | typeof Clusters
+export type PageRpc = typeof Save | typeof SaveMany | typeof Predict | typeof Largest | typeof Clusters
 export type PageTag = Rpc.Tag<PageRpc>
 /** The declaration of the message with tag `T`. */
 export type PageRpcOf<T extends PageTag> = Rpc.ExtractTag<PageRpc, T>

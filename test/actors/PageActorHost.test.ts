@@ -257,6 +257,48 @@ describe.each(storageModes())("PageActorHost, $name database", (mode) => {
     )
 
     it.scoped(
+      "saves many clicks of a page in one message exactly as one save after another, each answered alone",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            yield* Effect.gen(function* () {
+              const host = yield* PageActorHost
+              const sql = yield* SqlClient.SqlClient
+              const key = "0b7e2c7a-4f1d-4c55-8a3e-6d2f9e1a0c11"
+              const batch = clicks.map((c, i) => ({ ...c, requestId: i === 2 ? key : null }))
+              // Click 7 reuses click 2's key for another point: refused alone; click 9 repeats click 2 exactly.
+              batch[7] = { x: 0.99, y: 0.99, requestId: key }
+              batch[9] = { ...batch[2]! }
+              const answers = yield* host.saveMany("many/1", batch)
+              const one = yield* Effect.forEach(batch, (c) =>
+                Effect.either(
+                  host.save(
+                    "many/2",
+                    c.x,
+                    c.y,
+                    c.requestId === null ? null : "9d7e2c7a-4f1d-4c55-8a3e-6d2f9e1a0c11",
+                  ),
+                ),
+              )
+              const tags = (all: ReadonlyArray<Either.Either<{ clusterIdx: number }, { _tag: string }>>) =>
+                all.map((a) => (Either.isRight(a) ? a.right.clusterIdx : a.left._tag))
+              expect(tags(answers)).toEqual(tags(one))
+              expect(tags(answers)[7]).toBe("IdempotencyConflict")
+              expect(answers[9]).toEqual(answers[2])
+              const stored = (page: string) =>
+                sql<{
+                  x: number
+                  y: number
+                  cluster_idx: number
+                }>`SELECT x, y, cluster_idx FROM clicks WHERE page_uuid = ${page} ORDER BY seq`
+              expect(yield* stored("many/1")).toEqual(yield* stored("many/2"))
+              expect((yield* stored("many/1")).length).toBe(10)
+            }).pipe(Effect.scoped, Effect.provide(life()))
+          }),
+        ),
+    )
+
+    it.scoped(
       "answers 503 to every save of a failed batch and restarts the page from the database",
       () =>
         TestServices.provideLive(
