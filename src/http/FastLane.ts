@@ -72,7 +72,8 @@ export const route = <Name extends string, Payload, Headers, Success, Error, Api
     const answerValue = (value: Success, page: string | undefined) => {
       const answer = encodeSuccess(value)
       if (Either.isRight(answer)) reply.answer(answer.right, page)
-      else reply.died(Cause.die(answer.left), page)
+      // As the HttpApi does: its handler's route turns every ParseError, an encoding one too, into a decode error.
+      else reply.decodeFailed(answer.left)
     }
     const payload = decodePayload(body)
     if (Either.isLeft(payload)) return reply.decodeFailed(payload.left)

@@ -1,5 +1,16 @@
+import { createServer } from "node:http"
+import { HttpApiBuilder, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { ConfigProvider, Effect, Layer, Logger, LogLevel } from "effect"
 import fc from "fast-check"
+import { AppConfig } from "../../src/Config.ts"
+import { AdminAuthLive } from "../../src/http/AdminAuthLive.ts"
+import { Api, TrackerEndpoints } from "../../src/http/Api.ts"
+import { ErrorResponsesLive } from "../../src/http/ErrorResponses.ts"
+import { makeFastLane, Now, route } from "../../src/http/FastLane.ts"
+import { observeRequests, RequestObserver } from "../../src/http/RequestObservability.ts"
+import { Metrics } from "../../src/Metrics.ts"
 import { InProcessServer, type RunningServer } from "../support/InProcessServer.ts"
 import { externalStorage, type StorageMode } from "../support/StorageModes.ts"
 import { TcpProxy } from "../support/TcpProxy.ts"
@@ -369,4 +380,97 @@ describe("the fast lane and the HttpApi answer alike", () => {
     })
     expect(tags[503]).toEqual(expect.arrayContaining(["PageBusy", "StorageUnavailable"]))
   }, 600_000)
+})
+
+/**
+ * A defect (a bug, not the client's doing) answers the same in both paths: the HttpApi, with handlers that die, and
+ * the lane generated for the same endpoints, with implementations that die or throw. Both are built from the
+ * service's own pieces (the Api, its error mapping, the request account); only the implementations are the test's.
+ */
+describe("a defect answers alike in every path", () => {
+  const die = (where: string) => () => Effect.die(new Error(`a bug in ${where}`))
+  const groups = Layer.mergeAll(
+    HttpApiBuilder.group(Api, "tracker", (h) =>
+      h
+        .handle("saveClick", die("saveClick"))
+        .handle("newClick", die("newClick"))
+        .handle("predictCluster", die("predictCluster"))
+        // A success its schema cannot encode (not an integer).
+        .handle("predictClick", () => Effect.succeed({ cluster_idx: 0.5 }))
+        .handle("bestCluster", die("bestCluster"))
+        .handle("version", die("version")),
+    ),
+    HttpApiBuilder.group(Api, "pages", (h) =>
+      h.handle("clusters", die("clusters")).handle("activity", die("activity")),
+    ),
+    HttpApiBuilder.group(Api, "ops", (h) =>
+      h.handle("health", die("health")).handle("ready", die("ready")).handle("metrics", die("metrics")),
+    ),
+    HttpApiBuilder.group(Api, "admin", (h) => h.handle("exportSnapshots", die("exportSnapshots"))).pipe(
+      Layer.provide(AdminAuthLive),
+    ),
+  )
+  const config = AppConfig.Default.pipe(
+    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["LOG_LEVEL", "error"]])))),
+  )
+  const services = Layer.mergeAll(RequestObserver.Default, Metrics.Default).pipe(
+    Layer.provideMerge(Metrics.Default),
+    Layer.provideMerge(config),
+    // The defects are logged; the test does not need to see them.
+    Layer.provideMerge(Logger.minimumLogLevel(LogLevel.None)),
+  )
+  const apiServer = HttpApiBuilder.serve(observeRequests).pipe(
+    Layer.provide(HttpApiBuilder.api(Api).pipe(Layer.provide([groups, ErrorResponsesLive]))),
+    Layer.provideMerge(NodeHttpServer.layer(createServer, { port: 0, host: "127.0.0.1" })),
+    Layer.provide(services),
+  )
+
+  /** The lane for the tracker's POST routes, every implementation a bug, on a bare `node:http` server. */
+  const laneServer = Effect.gen(function* () {
+    const lane = yield* makeFastLane(
+      Api,
+      [
+        route(TrackerEndpoints.saveClick, die("saveClick")),
+        route(TrackerEndpoints.newClick, () => {
+          throw new Error("a bug in newClick, thrown")
+        }),
+        route(TrackerEndpoints.predictCluster, die("predictCluster")),
+        route(TrackerEndpoints.predictClick, () => new Now({ cluster_idx: 0.5 }, "p")),
+      ],
+      MAX_BODY_BYTES,
+    )
+    const server = createServer((request, response) => {
+      if (!lane.handle(request, response)) response.writeHead(599).end()
+    })
+    yield* Effect.acquireRelease(
+      Effect.async<void>((resume) => void server.listen(0, "127.0.0.1", () => resume(Effect.void))),
+      () => Effect.async<void>((resume) => void server.close(() => resume(Effect.void))),
+    )
+    const address = server.address()
+    return `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`
+  }).pipe(Effect.provide(services))
+
+  it.scoped("answers the same bytes from the HttpApi and from the lane: 500 InternalError for a defect", () =>
+    Effect.gen(function* () {
+      const apiUrl = yield* HttpServer.addressWith((address) =>
+        Effect.succeed(address._tag === "TcpAddress" ? `http://127.0.0.1:${address.port}` : ""),
+      ).pipe(Effect.provide(yield* Layer.build(apiServer)))
+      const laneUrl = yield* laneServer
+      const body = click("p", 0.5, 0.5)
+      for (const path of paths) {
+        const [fromApi, fromLane] = yield* Effect.promise(() =>
+          Promise.all([post(apiUrl, path, body, "fast"), post(laneUrl, path, body, "fast")]),
+        )
+        expect({ path, status: fromLane.status, body: fromLane.body }).toEqual({
+          path,
+          status: fromApi.status,
+          body: fromApi.body,
+        })
+        // A success its schema cannot encode is reported by the framework as a decode failure (422): the lane
+        // answers the same; every other defect is InternalError.
+        const expected = path === "/predict_click" ? [422, "InvalidRequest"] : [500, "InternalError"]
+        expect([fromLane.status, JSON.parse(fromLane.body)._tag]).toEqual(expected)
+      }
+    }),
+  )
 })
