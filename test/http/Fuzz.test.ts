@@ -2,7 +2,7 @@ import { request as httpRequest } from "node:http"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import fc from "fast-check"
 import { loadCases, replay, runId } from "../support/Cases.ts"
-import { ServerProcess } from "../support/ServerProcess.ts"
+import { InProcessServer, type RunningServer } from "../support/InProcessServer.ts"
 import { type StorageMode, storageModes } from "../support/StorageModes.ts"
 
 const REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 10_000)
@@ -379,18 +379,18 @@ const readablePageId = (path: string) => {
 
 describe.each(storageModes())("fuzzing every endpoint, $name storage", ({ make }) => {
   let storage: StorageMode
-  let server: ServerProcess
+  let server: RunningServer
 
   beforeAll(async () => {
     storage = await make()
   })
   afterAll(async () => {
-    await server?.stop("SIGKILL")
+    await server?.stop()
     await storage?.dispose()
   })
 
   it(`answers ${REQUESTS} generated, mutated and hostile requests, each with a non-5xx answer, storing only accepted saves`, async () => {
-    server = await ServerProcess.start(storage.env)
+    server = await InProcessServer.run(storage.env)
     const requests = fc.sample(request, { numRuns: REQUESTS, seed })
     const statuses = new Map<number, number>()
     const failures: Array<{ readonly kind: string; readonly detail: string }> = []
@@ -466,11 +466,11 @@ describe.each(storageModes())("fuzzing every endpoint, $name storage", ({ make }
     })
     expect(answered, replayWith).toBe(REQUESTS)
 
-    expect(await server.stop("SIGTERM")).toBe(0)
+    await server.stop()
     const rows = await storage.query<{ n: number }>("SELECT count(*)::int AS n FROM clicks")
     expect(rows[0]?.n, replayWith).toBe(acceptedSaves)
 
-    server = await ServerProcess.start(storage.env)
+    server = await InProcessServer.run(storage.env)
     const cases = loadCases()
     const results = await Promise.all(cases.map(({ steps }) => replay(server.url, steps, runId())))
     expect(results.filter((r) => r !== null)).toEqual([])

@@ -1,6 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { rmSync } from "node:fs"
 import { HttpApiClient, HttpServer } from "@effect/platform"
 import { NodeHttpClient } from "@effect/platform-node"
 import { ConfigProvider, Context, Effect, Exit, Layer, Logger, Scope } from "effect"
@@ -8,6 +6,7 @@ import { AppConfig } from "../../src/Config.ts"
 import { Api } from "../../src/http/Api.ts"
 import { HttpLive } from "../../src/http/HttpLive.ts"
 import { CoreLive } from "../../src/ServiceLayers.ts"
+import { freshDataDir } from "./StorageModes.ts"
 
 /** A running in-process server: its base URL and what it logged. */
 export interface Served {
@@ -25,9 +24,8 @@ const serverEnv = (env: Record<string, string>) =>
   Effect.gen(function* () {
     const own: Record<string, string> = {}
     if (env.DATABASE_URL === undefined && env.DATA_DIR === undefined) {
-      const dir = yield* Effect.acquireRelease(
-        Effect.sync(() => mkdtempSync(join(tmpdir(), "click-clusters-"))),
-        (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true })),
+      const dir = yield* Effect.acquireRelease(Effect.sync(freshDataDir), (dir) =>
+        Effect.sync(() => rmSync(dir, { recursive: true, force: true })),
       )
       own.DATA_DIR = dir
     }

@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { cpSync, mkdtempSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
 import pg from "pg"
+import { inject } from "vitest"
+import { scratchRoot } from "./EmbeddedTemplate.ts"
 
 /**
  * Where a test's server keeps its clicks: the embedded database in a fresh directory, and, when the environment
@@ -18,8 +19,18 @@ export interface StorageMode {
   dispose(): Promise<void>
 }
 
+/**
+ * A fresh directory holding an empty, initialised embedded database (a copy of the run's template, see
+ * EmbeddedTemplate.ts): the server finds no tables and migrates it as on first start.
+ */
+export const freshDataDir = (): string => {
+  const dir = mkdtempSync(join(scratchRoot(), "click-clusters-"))
+  cpSync(inject("embeddedTemplate"), dir, { recursive: true })
+  return dir
+}
+
 const embedded = (): StorageMode => {
-  const dir = mkdtempSync(join(tmpdir(), "click-clusters-"))
+  const dir = freshDataDir()
   return {
     name: "embedded",
     env: { DATA_DIR: dir },
