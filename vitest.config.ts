@@ -7,8 +7,9 @@ export default defineConfig({
     // Server-process tests start real databases; a loaded two-core CI machine needs generous bounds.
     testTimeout: 180_000,
     hookTimeout: 120_000,
-    // Server-process suites each start their own database; running files one after another keeps the
-    // two cores of a CI machine from timing out a server start.
-    fileParallelism: false,
+    // Two files at a time, also on two cores (Vitest's default would be one): most files serve in-process and wait
+    // on their database as much as they compute, so a second file fills the gaps.
+    maxWorkers: 2,
+    minWorkers: 1,
   },
 })

@@ -1,30 +1,22 @@
-import { spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { SnapshotStore } from "../../src/persistence/SnapshotStore.ts"
-import { ServerProcess } from "../support/ServerProcess.ts"
+import { ServerProcess, spawnScript } from "../support/ServerProcess.ts"
 import { storageLayer } from "../support/StorageLayer.ts"
 import { type StorageMode, storageModes } from "../support/StorageModes.ts"
 
-const root = fileURLToPath(new URL("../..", import.meta.url))
 const at = Date.UTC(2026, 10, 25, 12, 0, 0)
 
 /** Runs `npm run export -- …` as a user would (without npm's banner) and collects what it printed. */
 const runExport = (env: Record<string, string>, args: ReadonlyArray<string>) =>
   new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-    // Only the test's storage: an inherited DATABASE_URL would take the embedded mode's place.
-    const { DATABASE_URL: _url, DATA_DIR: _dir, ...inherited } = process.env
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli/export.ts", ...args], {
-      cwd: root,
-      env: { ...inherited, ...env },
-      stdio: ["ignore", "ignore", "pipe"],
-    })
+    // Only the test's storage (spawnScript drops an inherited DATABASE_URL, which would take the embedded mode's place).
+    const child = spawnScript("src/cli/export.ts", args, env, "ignore")
     let stderr = ""
-    child.stderr.on("data", (d: Buffer) => {
+    child.stderr?.on("data", (d: Buffer) => {
       stderr += d.toString()
     })
     child.once("error", reject)

@@ -30,7 +30,6 @@ class RecordingStub {
   constructor(private readonly statusFor: (arrival: Arrival) => number = () => 200) {}
 
   async start(): Promise<void> {
-    const port = await freePort()
     this.server = createServer((request, response) => {
       const chunks: Array<Buffer> = []
       request.on("data", (chunk: Buffer) => chunks.push(chunk))
@@ -52,8 +51,10 @@ class RecordingStub {
         }, Math.random() * 4)
       })
     })
-    await new Promise<void>((resolve) => this.server?.listen(port, "127.0.0.1", resolve))
-    this.url = `http://127.0.0.1:${port}`
+    const server = this.server
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    const address = server.address()
+    this.url = `http://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`
   }
 
   async stop(): Promise<void> {

@@ -1,9 +1,9 @@
 import { request as httpRequest } from "node:http"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import fc from "fast-check"
 import { loadCases, replay, runId } from "../support/Cases.ts"
-import { InProcessServer, type RunningServer } from "../support/InProcessServer.ts"
-import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+import { freshStorage, inProcessServers } from "../support/ServedStorage.ts"
+import { storageModes } from "../support/StorageModes.ts"
 
 const REQUESTS = Number(process.env.FUZZ_REQUESTS ?? 10_000)
 const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 2 ** 31)
@@ -378,19 +378,12 @@ const readablePageId = (path: string) => {
 }
 
 describe.each(storageModes())("fuzzing every endpoint, $name storage", ({ make }) => {
-  let storage: StorageMode
-  let server: RunningServer
-
-  beforeAll(async () => {
-    storage = await make()
-  })
-  afterAll(async () => {
-    await server?.stop()
-    await storage?.dispose()
-  })
+  const fresh = freshStorage(make)
+  const servers = inProcessServers()
 
   it(`answers ${REQUESTS} generated, mutated and hostile requests, each with a non-5xx answer, storing only accepted saves`, async () => {
-    server = await InProcessServer.run(storage.env)
+    const storage = fresh.current
+    let server = await servers.start(storage.env)
     const requests = fc.sample(request, { numRuns: REQUESTS, seed })
     const statuses = new Map<number, number>()
     const failures: Array<{ readonly kind: string; readonly detail: string }> = []
@@ -470,7 +463,7 @@ describe.each(storageModes())("fuzzing every endpoint, $name storage", ({ make }
     const rows = await storage.query<{ n: number }>("SELECT count(*)::int AS n FROM clicks")
     expect(rows[0]?.n, replayWith).toBe(acceptedSaves)
 
-    server = await InProcessServer.run(storage.env)
+    server = await servers.start(storage.env)
     const cases = loadCases()
     const results = await Promise.all(cases.map(({ steps }) => replay(server.url, steps, runId())))
     expect(results.filter((r) => r !== null)).toEqual([])

@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { InProcessServer, type RunningServer } from "../support/InProcessServer.ts"
-import { ServerProcess } from "../support/ServerProcess.ts"
-import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
+import type { RunningServer } from "../support/InProcessServer.ts"
+import { freshStorage, inProcessServers } from "../support/ServedStorage.ts"
+import { serverProcesses } from "../support/ServerProcess.ts"
+import { storageModes } from "../support/StorageModes.ts"
 
 const save = async (url: string, body: unknown, headers: Record<string, string> = {}) => {
   const response = await fetch(`${url}/save_click_and_predict_cluster`, {
@@ -14,7 +15,9 @@ const save = async (url: string, body: unknown, headers: Record<string, string> 
 }
 
 describe.each(storageModes())("idempotent saves, $name storage", ({ make }) => {
-  let storage: StorageMode
+  const storage = freshStorage(make)
+  const servers = inProcessServers()
+  const processes = serverProcesses()
   let server: RunningServer
   const page = `idem-${randomUUID()}`
   const click = (x: number, y: number, request_id?: string) => ({
@@ -24,12 +27,7 @@ describe.each(storageModes())("idempotent saves, $name storage", ({ make }) => {
   })
 
   beforeAll(async () => {
-    storage = await make()
-    server = await InProcessServer.run(storage.env)
-  })
-  afterAll(async () => {
-    await server?.stop()
-    await storage?.dispose()
+    server = await servers.start(storage.current.env)
   })
 
   it("answers a repeated id with the first answer, also after a restart or a crash and when duplicates race", async () => {
@@ -70,13 +68,13 @@ describe.each(storageModes())("idempotent saves, $name storage", ({ make }) => {
     // snapshotted or flushed at shutdown), answered by the server started after it
     await server.stop()
     const crashed = randomUUID()
-    const doomed = await ServerProcess.start(storage.env)
+    const doomed = await processes.start(storage.current.env)
     expect(await save(doomed.url, click(0.22, 0.2, crashed))).toEqual({
       status: 200,
       body: { cluster_idx: 0, is_new: false },
     })
     expect(await doomed.stop("SIGKILL")).toBeNull()
-    server = await InProcessServer.run(storage.env)
+    server = await servers.start(storage.current.env)
     expect(await save(server.url, click(0.2, 0.2, first))).toEqual({
       status: 200,
       body: { cluster_idx: 0, is_new: true },
@@ -106,13 +104,13 @@ describe.each(storageModes())("idempotent saves, $name storage", ({ make }) => {
     expect(pair.map((a) => a.status).sort()).toEqual([200, 409])
 
     await server.stop()
-    const rows = await storage.query<{ page_uuid: string; n: number }>(
+    const rows = await storage.current.query<{ page_uuid: string; n: number }>(
       "SELECT page_uuid, count(*)::int AS n FROM clicks WHERE page_uuid LIKE $1 GROUP BY page_uuid ORDER BY page_uuid",
       [`${page}%`],
     )
     expect(rows.find((r) => r.page_uuid === page)?.n).toBe(5)
     expect(rows.filter((r) => r.page_uuid !== page).reduce((n, r) => n + r.n, 0)).toBe(1)
-    const keys = await storage.query<{ n: number }>(
+    const keys = await storage.current.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM clicks WHERE request_id = $1",
       [racing],
     )

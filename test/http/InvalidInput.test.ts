@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { InProcessServer, type RunningServer } from "../support/InProcessServer.ts"
-import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
+import type { RunningServer } from "../support/InProcessServer.ts"
+import { freshStorage, inProcessServers } from "../support/ServedStorage.ts"
+import { storageModes } from "../support/StorageModes.ts"
 import { post as postIn } from "./Lanes.ts"
 
 const page = `invalid-input-${Date.now()}`
@@ -36,16 +37,12 @@ const post = (url: string, path: string, body: string) =>
   fetch(`${url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body })
 
 describe.each(storageModes())("invalid input, $name storage", ({ make }) => {
-  let storage: StorageMode
+  const storage = freshStorage(make)
+  const servers = inProcessServers()
   let server: RunningServer
 
   beforeAll(async () => {
-    storage = await make()
-    server = await InProcessServer.run(storage.env)
-  })
-  afterAll(async () => {
-    await server?.stop()
-    await storage?.dispose()
+    server = await servers.start(storage.current.env)
   })
 
   it("answers 422 naming the field for every invalid click, 400 for malformed JSON, and stores nothing", async () => {
@@ -85,12 +82,12 @@ describe.each(storageModes())("invalid input, $name storage", ({ make }) => {
     expect(await next.json()).toEqual({ cluster_idx: 1, is_new: true })
 
     await server.stop()
-    const rows = await storage.query<{ n: number }>("SELECT count(*)::int AS n FROM clicks")
+    const rows = await storage.current.query<{ n: number }>("SELECT count(*)::int AS n FROM clicks")
     expect(rows[0]?.n).toBe(2)
   })
 
   it("answers 404 with a JSON message for unknown paths and for a page without clicks", async () => {
-    server = await InProcessServer.run(storage.env)
+    server = await servers.start(storage.current.env)
     const unknown = await fetch(`${server.url}/no_such_endpoint`)
     expect(unknown.status).toBe(404)
     expect((await answerOf(unknown)).message).toMatch(/no_such_endpoint/)
@@ -156,7 +153,7 @@ describe.each(storageModes())("invalid input, $name storage", ({ make }) => {
       }
 
     await server.stop()
-    const rows = await storage.query<{ n: number }>(
+    const rows = await storage.current.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM clicks WHERE page_uuid LIKE $1 OR page_uuid LIKE $2",
       [`${prefix}%`, `%${prefix}`],
     )
@@ -164,7 +161,7 @@ describe.each(storageModes())("invalid input, $name storage", ({ make }) => {
   })
 
   it("answers a body over MAX_BODY_BYTES 413 with JSON, sent chunked or with a length, stores nothing and goes on", async () => {
-    server = await InProcessServer.run({ ...storage.env, MAX_BODY_BYTES: "4096" })
+    server = await servers.start({ ...storage.current.env, MAX_BODY_BYTES: "4096" })
     const target = `${page}-large`
     const large = JSON.stringify({
       page_uuid: target,
@@ -195,7 +192,7 @@ describe.each(storageModes())("invalid input, $name storage", ({ make }) => {
     expect([saved.status, saved.body]).toEqual([200, '{"cluster_idx":0,"is_new":true}'])
 
     await server.stop()
-    const rows = await storage.query<{ n: number }>(
+    const rows = await storage.current.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM clicks WHERE page_uuid = $1",
       [target],
     )

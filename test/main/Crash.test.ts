@@ -1,10 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { Schema } from "effect"
 import { mulberry32 } from "../../src/cli/ClickGenerator.ts"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
 import { runId } from "../support/Cases.ts"
-import { ServerProcess } from "../support/ServerProcess.ts"
-import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+import { freshStorage } from "../support/ServedStorage.ts"
+import { type ServerProcess, serverProcesses } from "../support/ServerProcess.ts"
+import { storageModes } from "../support/StorageModes.ts"
 
 /**
  * Crash test: clients save and predict concurrently on many pages while the server is SIGKILLed at random moments
@@ -490,7 +491,7 @@ const loadWithKills = async (
   env: Record<string, string>,
   pages: ReadonlyArray<LoadPage>,
   stats: LoadStats,
-  onStart: (server: ServerProcess) => void,
+  startServer: (env: Record<string, string>) => Promise<ServerProcess>,
 ) => {
   const gate = new ServerGate()
   const clients = Array.from({ length: CLIENTS }, (_, c) =>
@@ -503,9 +504,8 @@ const loadWithKills = async (
   const timings: Array<number> = []
   const start = async () => {
     const begun = Date.now()
-    const server = await ServerProcess.start(env)
+    const server = await startServer(env)
     timings.push(Date.now() - begun)
-    onStart(server)
     return server
   }
   try {
@@ -540,18 +540,11 @@ const loadWithKills = async (
 }
 
 describe.each(storageModes())("crash, $name storage", ({ name, make }) => {
-  let storage: StorageMode
-  let server: ServerProcess | undefined
-
-  beforeAll(async () => {
-    storage = await make()
-  })
-  afterAll(async () => {
-    await server?.stop("SIGKILL")
-    await storage?.dispose()
-  })
+  const fresh = freshStorage(make)
+  const servers = serverProcesses()
 
   it("keeps every acknowledged click, once, in a self-consistent log across random SIGKILLs", async () => {
+    const storage = fresh.current
     random = mulberry32(seed)
     console.log(`crash test (${name}): CRASH_SEED=${seed}`)
     const started = Date.now()
@@ -561,9 +554,7 @@ describe.each(storageModes())("crash, $name storage", ({ name, make }) => {
     const stats: LoadStats = { acknowledged: 0, unexpected: [] }
 
     // Load, with the server killed at random moments and restarted on the same storage.
-    const { kills, acknowledgedBeforeKills, timings } = await loadWithKills(env, pages, stats, (s) => {
-      server = s
-    })
+    const { kills, acknowledgedBeforeKills, timings } = await loadWithKills(env, pages, stats, servers.start)
     const loadDone = Date.now()
 
     // The stored log, read with the server stopped.
@@ -593,8 +584,7 @@ describe.each(storageModes())("crash, $name storage", ({ name, make }) => {
       checkSnapshot(row.page_uuid, row.seq, row.clusters, logs.get(row.page_uuid)!, verdict)
 
     // What a restarted server makes of the stored log.
-    const restarted = await ServerProcess.start(env)
-    server = restarted
+    const restarted = await servers.start(env)
     const probes = await checkRestartedServer(restarted.url, pages, replays, verdict)
     await restarted.stop("SIGTERM")
 

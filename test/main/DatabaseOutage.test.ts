@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { ServerProcess } from "../support/ServerProcess.ts"
-import { externalStorage, type StorageMode } from "../support/StorageModes.ts"
+import { freshStorage } from "../support/ServedStorage.ts"
+import { type ServerProcess, serverProcesses } from "../support/ServerProcess.ts"
+import { externalStorage } from "../support/StorageModes.ts"
 import { TcpProxy } from "../support/TcpProxy.ts"
 
 const call = async (url: string, path: string, body?: unknown) => {
@@ -15,73 +16,97 @@ const call = async (url: string, path: string, body?: unknown) => {
   return { status: response.status, body: (await response.json()) as unknown }
 }
 
-// An outage needs a database outside the process: DATABASE_URL's server, else the machine's own Postgres.
+/**
+ * Registers, in the enclosing `describe`, a fresh database on DATABASE_URL's server (else the machine's own
+ * Postgres: an outage needs a database outside the process), a TCP proxy in front of it, and a server process that
+ * reaches it through the proxy with `env` added.
+ */
+const behindProxy = (env: Record<string, string>) => {
+  const storage = freshStorage(externalStorage)
+  let proxy: TcpProxy | undefined
+  afterAll(async () => {
+    await proxy?.close()
+  })
+  const servers = serverProcesses()
+  let server: ServerProcess | undefined
+  beforeAll(async () => {
+    const url = new URL(storage.current.env.DATABASE_URL ?? "")
+    proxy = await TcpProxy.start(url.hostname, Number(url.port || 5432))
+    url.host = `127.0.0.1:${proxy.port}`
+    server = await servers.start({ DATABASE_URL: url.toString(), ...env })
+  })
+  const started = <A>(value: A | undefined): A => {
+    if (value === undefined) throw new Error("started by beforeAll: read it inside a test")
+    return value
+  }
+  return {
+    get storage() {
+      return storage.current
+    },
+    get proxy() {
+      return started(proxy)
+    },
+    get server() {
+      return started(server)
+    },
+  }
+}
+
 describe("database outage, external Postgres behind a TCP proxy", () => {
-  let storage: StorageMode
-  let proxy: TcpProxy
-  let server: ServerProcess
+  const outage = behindProxy({ DB_TIMEOUT: "1 second" })
   const page = `outage-${randomUUID()}`
   const click = (x: number, y: number) => ({ page_uuid: page, coordinates: { x, y } })
 
-  beforeAll(async () => {
-    storage = await externalStorage()
-    const url = new URL(storage.env.DATABASE_URL ?? "")
-    proxy = await TcpProxy.start(url.hostname, Number(url.port || 5432))
-    url.host = `127.0.0.1:${proxy.port}`
-    server = await ServerProcess.start({ DATABASE_URL: url.toString(), DB_TIMEOUT: "1 second" })
-  })
-  afterAll(async () => {
-    await server?.stop("SIGKILL")
-    await proxy?.close()
-    await storage?.dispose()
-  })
-
   it("answers saves 503, keeps predicting from memory, reports not ready, and recovers when the database is back", async () => {
-    expect(await call(server.url, "/save_click_and_predict_cluster", click(0.2, 0.2))).toEqual({
+    expect(await call(outage.server.url, "/save_click_and_predict_cluster", click(0.2, 0.2))).toEqual({
       status: 200,
       body: { cluster_idx: 0, is_new: true },
     })
-    expect((await call(server.url, "/save_click_and_predict_cluster", click(0.5, 0.5))).body).toEqual({
+    expect((await call(outage.server.url, "/save_click_and_predict_cluster", click(0.5, 0.5))).body).toEqual({
       cluster_idx: 1,
       is_new: true,
     })
-    expect((await call(server.url, "/readyz")).status).toBe(200)
+    expect((await call(outage.server.url, "/readyz")).status).toBe(200)
 
-    proxy.cut()
-    const failed = await call(server.url, "/save_click_and_predict_cluster", click(0.8, 0.8))
+    outage.proxy.cut()
+    const failed = await call(outage.server.url, "/save_click_and_predict_cluster", click(0.8, 0.8))
     expect(failed.status).toBe(503)
     expect(failed.body).toMatchObject({ _tag: "StorageUnavailable" })
-    expect(await call(server.url, "/predict_cluster", click(0.21, 0.2))).toEqual({
+    expect(await call(outage.server.url, "/predict_cluster", click(0.21, 0.2))).toEqual({
       status: 200,
       body: { cluster_idx: 0 },
     })
-    expect(await call(server.url, "/predict_cluster", click(0.5, 0.51))).toEqual({
+    expect(await call(outage.server.url, "/predict_cluster", click(0.5, 0.51))).toEqual({
       status: 200,
       body: { cluster_idx: 1 },
     })
-    const notReady = await call(server.url, "/readyz")
+    const notReady = await call(outage.server.url, "/readyz")
     expect(notReady.status).toBe(503)
     expect(notReady.body).toMatchObject({ _tag: "NotReady" })
-    expect((await call(server.url, "/save_click_and_predict_cluster", click(0.8, 0.8))).status).toBe(503)
+    expect((await call(outage.server.url, "/save_click_and_predict_cluster", click(0.8, 0.8))).status).toBe(
+      503,
+    )
 
-    proxy.restore()
+    outage.proxy.restore()
     const deadline = Date.now() + 30_000
-    while ((await call(server.url, "/readyz")).status !== 200 && Date.now() < deadline) {
+    while ((await call(outage.server.url, "/readyz")).status !== 200 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 250))
     }
-    expect((await call(server.url, "/readyz")).status).toBe(200)
+    expect((await call(outage.server.url, "/readyz")).status).toBe(200)
     // the failed saves were not kept: the far click founds cluster 2, not a later one
-    expect(await call(server.url, "/save_click_and_predict_cluster", click(0.8, 0.8))).toEqual({
+    expect(await call(outage.server.url, "/save_click_and_predict_cluster", click(0.8, 0.8))).toEqual({
       status: 200,
       body: { cluster_idx: 2, is_new: true },
     })
-    expect((await call(server.url, "/save_click_and_predict_cluster", click(0.2, 0.21))).body).toEqual({
-      cluster_idx: 0,
-      is_new: false,
-    })
+    expect((await call(outage.server.url, "/save_click_and_predict_cluster", click(0.2, 0.21))).body).toEqual(
+      {
+        cluster_idx: 0,
+        is_new: false,
+      },
+    )
 
-    expect(await server.stop("SIGTERM")).toBe(0)
-    const rows = await storage.query<{ n: number }>(
+    expect(await outage.server.stop("SIGTERM")).toBe(0)
+    const rows = await outage.storage.query<{ n: number }>(
       "SELECT count(*)::int AS n FROM clicks WHERE page_uuid = $1",
       [page],
     )
@@ -94,27 +119,12 @@ describe("database outage, external Postgres behind a TCP proxy", () => {
 // nor /readyz. Each 503 says the click may have been stored, and a retry with the same request id is safe.
 describe("stalled database, external Postgres behind a TCP proxy", () => {
   const dbTimeoutMs = 2_000
-  let storage: StorageMode
-  let proxy: TcpProxy
-  let server: ServerProcess
+  const outage = behindProxy({ DB_TIMEOUT: `${dbTimeoutMs} millis` })
   const page = `stall-${randomUUID()}`
-
-  beforeAll(async () => {
-    storage = await externalStorage()
-    const url = new URL(storage.env.DATABASE_URL ?? "")
-    proxy = await TcpProxy.start(url.hostname, Number(url.port || 5432))
-    url.host = `127.0.0.1:${proxy.port}`
-    server = await ServerProcess.start({ DATABASE_URL: url.toString(), DB_TIMEOUT: `${dbTimeoutMs} millis` })
-  })
-  afterAll(async () => {
-    await server?.stop("SIGKILL")
-    await proxy?.close()
-    await storage?.dispose()
-  })
 
   const timed = async (path: string, body?: unknown) => {
     const start = performance.now()
-    const answer = await call(server.url, path, body)
+    const answer = await call(outage.server.url, path, body)
     return { ...answer, ms: performance.now() - start }
   }
   const save = (x: number, request_id?: string, on = page) =>
@@ -123,7 +133,7 @@ describe("stalled database, external Postgres behind a TCP proxy", () => {
   it("answers every save and /readyz 503 within DB_TIMEOUT, says a 503 may have been stored, and a retry with the same key stores it once", async () => {
     expect((await save(0.1)).status).toBe(200)
 
-    proxy.stall()
+    outage.proxy.stall()
     // A save without a key goes straight to the click log, whose batch stalls: its outcome is unknown.
     const first = save(0.3)
     await new Promise((r) => setTimeout(r, 300))
@@ -136,7 +146,7 @@ describe("stalled database, external Postgres behind a TCP proxy", () => {
     const ready = timed("/readyz")
     const answers = await Promise.all([first, ...queued])
     const readiness = await ready
-    proxy.restore()
+    outage.proxy.restore()
 
     for (const answer of answers) {
       expect(answer.status).toBe(503)
@@ -153,7 +163,7 @@ describe("stalled database, external Postgres behind a TCP proxy", () => {
     expect(slowest).toBeLessThan(dbTimeoutMs * 1.75)
 
     const deadline = Date.now() + 30_000
-    while ((await call(server.url, "/readyz")).status !== 200 && Date.now() < deadline) {
+    while ((await call(outage.server.url, "/readyz")).status !== 200 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 250))
     }
     // Every retry with its key answers 200, and each key is stored exactly once whatever the stall did.
@@ -161,13 +171,13 @@ describe("stalled database, external Postgres behind a TCP proxy", () => {
       expect((await save(0.5 + i * 0.08, key)).status).toBe(200)
       expect((await save(0.5 + i * 0.08, key)).status).toBe(200)
     }
-    expect(await server.stop("SIGTERM")).toBe(0)
-    const rows = await storage.query<{ request_id: string; n: number }>(
+    expect(await outage.server.stop("SIGTERM")).toBe(0)
+    const rows = await outage.storage.query<{ request_id: string; n: number }>(
       "SELECT request_id::text, count(*)::int AS n FROM clicks WHERE page_uuid = $1 AND request_id IS NOT NULL GROUP BY request_id",
       [page],
     )
     expect(rows.filter((r) => keys.includes(r.request_id)).map((r) => r.n)).toEqual(keys.map(() => 1))
-    const seqs = await storage.query<{ seq: number }>(
+    const seqs = await outage.storage.query<{ seq: number }>(
       "SELECT seq::int AS seq FROM clicks WHERE page_uuid = $1 ORDER BY seq",
       [page],
     )

@@ -1,7 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { loadCases, replay, runId } from "../support/Cases.ts"
-import { ServerProcess } from "../support/ServerProcess.ts"
-import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+import { freshStorage } from "../support/ServedStorage.ts"
+import { serverProcesses } from "../support/ServerProcess.ts"
+import { storageModes } from "../support/StorageModes.ts"
 
 const cases = loadCases().map((c) => ({ ...c, run: runId() }))
 
@@ -19,27 +20,19 @@ const replayPart = (url: string, from: number, to: number) =>
   ).then((errors) => errors.filter((e) => e !== null))
 
 describe.each(storageModes())("restart, $name storage", ({ make }) => {
-  let storage: StorageMode
-  let server: ServerProcess
-
-  beforeAll(async () => {
-    storage = await make()
-  })
-  afterAll(async () => {
-    await server?.stop("SIGKILL")
-    await storage?.dispose()
-  })
+  const storage = freshStorage(make)
+  const servers = serverProcesses()
 
   it("answers as if nothing happened after a SIGKILL and after a SIGTERM", async () => {
-    server = await ServerProcess.start(storage.env)
+    let server = await servers.start(storage.current.env)
     expect(await replayPart(server.url, 0, 1 / 3)).toEqual([])
 
     expect(await server.stop("SIGKILL")).toBeNull()
-    server = await ServerProcess.start(storage.env)
+    server = await servers.start(storage.current.env)
     expect(await replayPart(server.url, 1 / 3, 2 / 3)).toEqual([])
 
     expect(await server.stop("SIGTERM")).toBe(0)
-    server = await ServerProcess.start(storage.env)
+    server = await servers.start(storage.current.env)
     expect(await replayPart(server.url, 2 / 3, 1)).toEqual([])
   })
 })

@@ -1,8 +1,9 @@
 import { Agent, request } from "node:http"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { describe, expect, it } from "@effect/vitest"
 import { runId } from "../support/Cases.ts"
-import { ServerProcess } from "../support/ServerProcess.ts"
-import { type StorageMode, storageModes } from "../support/StorageModes.ts"
+import { freshStorage } from "../support/ServedStorage.ts"
+import { serverProcesses } from "../support/ServerProcess.ts"
+import { storageModes } from "../support/StorageModes.ts"
 
 const CLIENTS = 32
 /** Saves acknowledged before the SIGTERM, so that it lands under load. */
@@ -56,22 +57,18 @@ const save = (agent: Agent, url: string, page: string, x: number) =>
   })
 
 describe.each(storageModes())("shutdown under load, $name storage", ({ make }) => {
-  let storage: StorageMode
-  let server: ServerProcess | undefined
-
-  beforeAll(async () => {
-    storage = await make()
-  })
-  afterAll(async () => {
-    await server?.stop("SIGKILL")
-    await storage?.dispose()
-  })
+  const storage = freshStorage(make)
+  const servers = serverProcesses()
 
   it("SIGTERM drains: every request sent is answered (200 or 503 connection: close), every 200 is stored, no connection is cut", {
     timeout: 120_000,
   }, async () => {
     // A deadline far beyond the test's own timeout: the drain has to end by itself, not by cutting connections.
-    server = await ServerProcess.start({ ...storage.env, SHUTDOWN_TIMEOUT: "10 minutes", LOG_LEVEL: "info" })
+    const server = await servers.start({
+      ...storage.current.env,
+      SHUTDOWN_TIMEOUT: "10 minutes",
+      LOG_LEVEL: "info",
+    })
     const url = server.url
     const run = runId()
     const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS })
@@ -131,7 +128,7 @@ describe.each(storageModes())("shutdown under load, $name storage", ({ make }) =
     // Every client stopped on an answer or a refused connection: none hangs, none was left without an answer.
     expect(ok.length).toBeGreaterThanOrEqual(WARM_UP)
 
-    const stored = await storage.query<{ page_uuid: string; x: number }>(
+    const stored = await storage.current.query<{ page_uuid: string; x: number }>(
       "SELECT page_uuid, x FROM clicks WHERE page_uuid LIKE $1",
       [`shutdown-${run}-%`],
     )

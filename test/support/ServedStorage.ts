@@ -2,6 +2,48 @@ import { afterAll, beforeAll } from "@effect/vitest"
 import { InProcessServer, type RunningServer } from "./InProcessServer.ts"
 import type { StorageMode } from "./StorageModes.ts"
 
+const started = <A>(value: A | undefined): A => {
+  if (value === undefined) throw new Error("made by beforeAll: read it inside a test")
+  return value
+}
+
+/**
+ * Registers, in the enclosing `describe`, fresh storage (from `make`): made before its tests, disposed after them
+ * (after the servers registered later in the `describe` stopped). Read `current` inside tests.
+ */
+export const freshStorage = (make: () => Promise<StorageMode>): { readonly current: StorageMode } => {
+  let storage: StorageMode | undefined
+  beforeAll(async () => {
+    storage = await make()
+  })
+  afterAll(async () => {
+    await storage?.dispose()
+  })
+  return {
+    get current() {
+      return started(storage)
+    },
+  }
+}
+
+/**
+ * Serves the service in this process for the enclosing `describe`, and stops, after its tests, any server a test
+ * left running (a failed test among them).
+ */
+export const inProcessServers = () => {
+  const running = new Set<RunningServer>()
+  afterAll(async () => {
+    for (const server of running) await server.stop()
+  })
+  return {
+    start: async (env: Record<string, string>) => {
+      const server = await InProcessServer.run(env)
+      running.add(server)
+      return server
+    },
+  }
+}
+
 /** A server on fresh storage, for the tests of one `describe`. */
 export interface ServedStorage {
   readonly storage: StorageMode
@@ -18,23 +60,15 @@ export const servedStorage = (
   make: () => Promise<StorageMode>,
   env: Record<string, string> = {},
 ): ServedStorage => {
-  let storage: StorageMode | undefined
+  const storage = freshStorage(make)
+  const servers = inProcessServers()
   let server: RunningServer | undefined
   beforeAll(async () => {
-    storage = await make()
-    server = await InProcessServer.run({ ...storage.env, ...env })
+    server = await servers.start({ ...storage.current.env, ...env })
   })
-  afterAll(async () => {
-    await server?.stop()
-    await storage?.dispose()
-  })
-  const started = <A>(value: A | undefined): A => {
-    if (value === undefined) throw new Error("the server is started by beforeAll; read it inside a test")
-    return value
-  }
   return {
     get storage() {
-      return started(storage)
+      return storage.current
     },
     get server() {
       return started(server)
