@@ -3,7 +3,7 @@ import { Schema } from "effect"
 import { mulberry32 } from "../../src/cli/ClickGenerator.ts"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
 import { runId } from "../support/Cases.ts"
-import { freshStorage } from "../support/ServedStorage.ts"
+import { freshStorage, inProcessServers } from "../support/ServedStorage.ts"
 import { type ServerProcess, serverProcesses } from "../support/ServerProcess.ts"
 import { storageModes } from "../support/StorageModes.ts"
 
@@ -542,6 +542,7 @@ const loadWithKills = async (
 describe.each(storageModes())("crash, $name storage", ({ name, make }) => {
   const fresh = freshStorage(make)
   const servers = serverProcesses()
+  const inProcess = inProcessServers()
 
   it("keeps every acknowledged click, once, in a self-consistent log across random SIGKILLs", async () => {
     const storage = fresh.current
@@ -584,9 +585,10 @@ describe.each(storageModes())("crash, $name storage", ({ name, make }) => {
       checkSnapshot(row.page_uuid, row.seq, row.clusters, logs.get(row.page_uuid)!, verdict)
 
     // What a restarted server makes of the stored log.
-    const restarted = await servers.start(env)
+    // Served in-process: the kills above are what needed processes.
+    const restarted = await inProcess.start(env)
     const probes = await checkRestartedServer(restarted.url, pages, replays, verdict)
-    await restarted.stop("SIGTERM")
+    await restarted.stop()
 
     const seconds = (ms: number) => (ms / 1000).toFixed(1)
     console.log(
@@ -598,7 +600,7 @@ describe.each(storageModes())("crash, $name storage", ({ name, make }) => {
         `${timings.map((t) => seconds(t)).join("/")} s, load ${seconds(loadDone - started)} s, ` +
         `total ${seconds(Date.now() - started)} s (run ${run}, CRASH_SEED=${seed})`,
     )
-    if (verdict.errors.length > 0) console.log(`last server's output:\n${restarted.logs}`)
+    if (verdict.errors.length > 0) console.log(`last server's output:\n${restarted.logs()}`)
     const replayWith = `CRASH_SEED=${seed}`
     expect(stats.unexpected.slice(0, 10), replayWith).toEqual([])
     expect({ errors: verdict.errors.length, first: verdict.errors.slice(0, 20) }, replayWith).toEqual({

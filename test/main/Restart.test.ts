@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { loadCases, replay, runId } from "../support/Cases.ts"
-import { freshStorage } from "../support/ServedStorage.ts"
+import { freshStorage, inProcessServers } from "../support/ServedStorage.ts"
 import { serverProcesses } from "../support/ServerProcess.ts"
 import { storageModes } from "../support/StorageModes.ts"
 
@@ -22,6 +22,7 @@ const replayPart = (url: string, from: number, to: number) =>
 describe.each(storageModes())("restart, $name storage", ({ make }) => {
   const storage = freshStorage(make)
   const servers = serverProcesses()
+  const inProcess = inProcessServers()
 
   it("answers as if nothing happened after a SIGKILL and after a SIGTERM", async () => {
     let server = await servers.start(storage.current.env)
@@ -32,7 +33,8 @@ describe.each(storageModes())("restart, $name storage", ({ make }) => {
     expect(await replayPart(server.url, 1 / 3, 2 / 3)).toEqual([])
 
     expect(await server.stop("SIGTERM")).toBe(0)
-    server = await servers.start(storage.current.env)
-    expect(await replayPart(server.url, 2 / 3, 1)).toEqual([])
+    // What matters is how the process before it ended; the one after need not be a process of its own.
+    const restarted = await inProcess.start(storage.current.env)
+    expect(await replayPart(restarted.url, 2 / 3, 1)).toEqual([])
   })
 })
