@@ -31,15 +31,17 @@ export class Now<A, E> {
 /** What one endpoint's implementation returns: an effect, run on a fiber of the lane, or a value now. */
 export type LaneResult<A, E> = Effect.Effect<A, E> | Now<A, E>
 
-/** How a route hands its outcome back to the lane. */
+/** How a route hands its outcome back to the lane (one per request). */
 interface Reply {
-  readonly answer: (answer: Answer, page: string | undefined) => void
-  readonly fail: (error: unknown, page: string | undefined) => void
-  readonly decodeFailed: (error: ParseResult.ParseError) => void
-  readonly died: (cause: Cause.Cause<unknown>, page: string | undefined) => void
+  answer(answer: Answer, page: string | undefined): void
+  fail(error: unknown, page: string | undefined): void
+  decodeFailed(error: ParseResult.ParseError): void
+  died(cause: Cause.Cause<unknown>, page: string | undefined): void
+  /** The request was refused before its implementation ran (counted as such). */
+  refused(): void
   /** The implementation answered without a fiber. */
-  readonly now: () => void
-  readonly run: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
+  now(): void
+  run<A, E>(effect: Effect.Effect<A, E>): Fiber.RuntimeFiber<A, E>
 }
 
 /** An endpoint the lane serves, with its implementation; its types end here (see `route`). */
@@ -67,32 +69,40 @@ export const route = <Name extends string, Payload, Headers, Success, Error, Api
   const decodePayload = Schema.decodeUnknownEither(payloadSchema)
   const decodeHeaders = Option.map(endpoint.headersSchema, (schema) => Schema.decodeUnknownEither(schema))
   const encodeSuccess = successAnswers(endpoint)
+  const answerValue = (reply: Reply, value: Success, page: string | undefined) => {
+    const answer = encodeSuccess(value)
+    if (Either.isRight(answer)) reply.answer(answer.right, page)
+    // As the HttpApi does: its handler's route turns every ParseError, an encoding one too, into a decode error.
+    else reply.decodeFailed(answer.left)
+  }
 
   const serve = (body: unknown, headers: IncomingHttpHeaders, reply: Reply) => {
-    const answerValue = (value: Success, page: string | undefined) => {
-      const answer = encodeSuccess(value)
-      if (Either.isRight(answer)) reply.answer(answer.right, page)
-      // As the HttpApi does: its handler's route turns every ParseError, an encoding one too, into a decode error.
-      else reply.decodeFailed(answer.left)
-    }
     const payload = decodePayload(body)
-    if (Either.isLeft(payload)) return reply.decodeFailed(payload.left)
+    if (Either.isLeft(payload)) {
+      reply.refused()
+      return reply.decodeFailed(payload.left)
+    }
     let decodedHeaders: Headers | undefined
     if (Option.isSome(decodeHeaders)) {
       const decoded = decodeHeaders.value(headers)
-      if (Either.isLeft(decoded)) return reply.decodeFailed(decoded.left)
+      if (Either.isLeft(decoded)) {
+        reply.refused()
+        return reply.decodeFailed(decoded.left)
+      }
       decodedHeaders = decoded.right
     }
     const result = implementation(payload.right, decodedHeaders)
     if (result instanceof Now) {
       reply.now()
       const { value, page, settled } = result
-      if (settled === undefined) return answerValue(value, page)
-      return settled((error) => (error === undefined ? answerValue(value, page) : reply.fail(error, page)))
+      if (settled === undefined) return answerValue(reply, value, page)
+      return settled((error) =>
+        error === undefined ? answerValue(reply, value, page) : reply.fail(error, page),
+      )
     }
     const facts: RequestFacts = { page: undefined }
     reply.run(Effect.locally(result, currentRequestFacts, facts)).addObserver((exit) => {
-      if (Exit.isSuccess(exit)) return answerValue(exit.value, facts.page)
+      if (Exit.isSuccess(exit)) return answerValue(reply, exit.value, facts.page)
       const failure = Cause.failureOption(exit.cause)
       if (Option.isSome(failure)) reply.fail(failure.value, facts.page)
       else reply.died(exit.cause, facts.page)
@@ -112,8 +122,8 @@ export interface DeclaredApi {
  * method and path, payload and headers decoding, success encoding, errors and their statuses (every error the Api
  * declares, encoded as the HttpApi encodes it: Answers.ts), and the request's account (RequestObserver), so nothing
  * about a route is stated here. It takes a request when it is one of the routes and its body has a content length
- * (a body over `maxBodyBytes` is answered 413 unread); anything else (a chunked body) is left to the HttpApi. It checks the body by the
- * HttpApi's gate's rules (RequestBody.ts), then decodes and serves as the HttpApi does. A defect answers
+ * (a body over `maxBodyBytes` is answered 413 unread); anything else (a chunked body) is left to the HttpApi. It
+ * checks the body by the HttpApi's gate's rules (RequestBody.ts), then decodes and serves as the HttpApi does. A defect answers
  * InternalError, as ErrorResponsesLive does. `fast_lane_requests_total` counts what it served: "now" (answered
  * without a fiber), "message" (on a fiber) and "refused" (before the implementation).
  */
@@ -145,56 +155,62 @@ export const makeFastLane = Effect.fnUntraced(function* (
     byRoute.set(`${method} ${path}`, r)
   }
 
-  /** Answers one request taken by the lane. */
-  const respond = (
-    response: ServerResponse,
-    route: string,
-    method: string,
-    started: number,
-    requestId: string,
-  ) => {
-    let answered = false
-    const write = (answer: Answer, page: string | undefined) => {
-      if (answered) return
-      answered = true
+  /** One request taken by the lane, until it is answered (a class: no closures made per request). */
+  class Exchange implements Reply {
+    private answered = false
+    constructor(
+      private readonly response: ServerResponse,
+      private readonly route: string,
+      private readonly method: string,
+      private readonly started: number,
+      private readonly requestId: string,
+    ) {}
+    answer(answer: Answer, page: string | undefined) {
+      if (this.answered) return
+      this.answered = true
       const headers: Record<string, string | number> = {
         "content-length": Buffer.byteLength(answer.body),
-        "x-request-id": requestId,
+        "x-request-id": this.requestId,
       }
       if (answer.contentType !== undefined) headers["content-type"] = answer.contentType
-      response.writeHead(answer.status, headers)
-      response.end(answer.body)
-      observer.answered({ route, method, status: answer.status, started, requestId, page })
+      this.response.writeHead(answer.status, headers)
+      this.response.end(answer.body)
+      observer.answered({
+        route: this.route,
+        method: this.method,
+        status: answer.status,
+        started: this.started,
+        requestId: this.requestId,
+        page,
+      })
     }
-    const died = (cause: Cause.Cause<unknown>, page: string | undefined) => {
+    died(cause: Cause.Cause<unknown>, page: string | undefined) {
       run(logDefect(cause))
-      write(internal, page)
+      this.answer(internal, page)
     }
-    const fail = (error: unknown, page: string | undefined) => {
+    fail(error: unknown, page: string | undefined) {
       const answer = encodeError(error)
-      if (Either.isRight(answer)) write(answer.right, page)
-      else died(Cause.die(error), page)
+      if (Either.isRight(answer)) this.answer(answer.right, page)
+      else this.died(Cause.die(error), page)
     }
-    const reply: Reply = {
-      answer: write,
-      fail,
-      died,
-      decodeFailed: (error) => {
-        const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-        const message = ParseResult.TreeFormatter.formatErrorSync(error)
-        // The same mapping as the HttpApi's decode failures get (ErrorResponses.ts).
-        const refusal = toApiError(new HttpApiError.HttpApiDecodeError({ issues, message }))
-        served.refused.inc()
-        if (Option.isSome(refusal)) fail(refusal.value, undefined)
-        else died(Cause.die(error), undefined)
-      },
-      now: () => served.now.inc(),
-      run: (effect) => {
-        served.message.inc()
-        return run(effect)
-      },
+    decodeFailed(error: ParseResult.ParseError) {
+      const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+      const message = ParseResult.TreeFormatter.formatErrorSync(error)
+      // The same mapping as the HttpApi's decode failures get (ErrorResponses.ts).
+      const refusal = toApiError(new HttpApiError.HttpApiDecodeError({ issues, message }))
+      if (Option.isSome(refusal)) this.fail(refusal.value, undefined)
+      else this.died(Cause.die(error), undefined)
     }
-    return reply
+    refused() {
+      served.refused.inc()
+    }
+    now() {
+      served.now.inc()
+    }
+    run<A, E>(effect: Effect.Effect<A, E>) {
+      served.message.inc()
+      return run(effect)
+    }
   }
 
   /** Serves a body read in full: the gate's checks, JSON, then the route. */
@@ -229,7 +245,7 @@ export const makeFastLane = Effect.fnUntraced(function* (
     if (length === undefined) return false
 
     const started = performance.now()
-    const reply = respond(response, path, method, started, observer.requestIdOf(headers["x-request-id"]))
+    const reply = new Exchange(response, path, method, started, observer.requestIdOf(headers["x-request-id"]))
     // Refused before the body is read, in the order of the HttpApi's gate (BodyGate.ts); Node drains the unread
     // body, except past the limit, where the connection is closed after the answer, as the gate does.
     const refusal =

@@ -122,6 +122,18 @@ const NodeServerLive = Layer.scoped(
   }),
 ).pipe(Layer.merge(NodeHttpServer.layerContext), Layer.provide(TrackerFastLane.Default))
 
+/**
+ * A span per request only when a trace exporter is configured (OTEL_EXPORTER_OTLP_ENDPOINT, Tracing.ts): without
+ * one the spans would be built for nobody, at a measurable cost per request on the HttpApi's path
+ * (docs/benchmarks.md). The fast lane builds none either way.
+ */
+const serverSpansWhenExported = <A, E, R>(layer: Layer.Layer<A, E, R>) =>
+  Layer.unwrapEffect(
+    Effect.map(AppConfig, (config) =>
+      Option.isSome(config.otlpEndpoint) ? layer : HttpMiddleware.withTracerDisabledWhen(layer, () => true),
+    ),
+  )
+
 /** The HTTP server: the API, its OpenAPI document at /openapi.json and a docs UI at /docs. */
 export const HttpLive = HttpApiBuilder.serve(observeRequests).pipe(
   Layer.provide(HttpApiSwagger.layer({ path: DocsPaths.docs })),
@@ -135,8 +147,7 @@ export const HttpLive = HttpApiBuilder.serve(observeRequests).pipe(
   // another length ("İ" becomes two characters) and answer 404 for a page that exists.
   Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 16_384, caseSensitive: true })),
   HttpServer.withLogAddress,
-  // No trace exporter is configured, so per-request spans would be built for nobody: a measurable cost per request.
-  HttpMiddleware.withTracerDisabledWhen(() => true),
+  serverSpansWhenExported,
   // Merged, so the server (its address) is reachable by whoever builds this layer, e.g. an in-process test.
   Layer.provideMerge(NodeServerLive),
   // One account of requests for the HttpApi's middleware and the fast lane.
