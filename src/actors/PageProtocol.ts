@@ -89,6 +89,3 @@ export type PageRpcOf<T extends PageTag> = Rpc.ExtractTag<PageRpc, T>
 export type PayloadOf<T extends PageTag> = Rpc.Payload<PageRpcOf<T>>
 export type SuccessOf<T extends PageTag> = Rpc.Success<PageRpcOf<T>>
 export type ErrorOf<T extends PageTag> = Rpc.Error<PageRpcOf<T>>
-
-/** The answer to a save as the in-process fast path sees it: decided at once, acknowledged once committed. */
-export type { SaveDecision as SaveReply } from "./PageBehaviour.ts"
