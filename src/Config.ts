@@ -24,6 +24,33 @@ const positiveDuration = (name: string, fallback: Duration.DurationInput) =>
     Config.withDefault(Duration.decode(fallback)),
   )
 
+/** An optional positive integer: unset → none. */
+const optionalPositiveInt = (name: string) =>
+  Config.option(
+    Config.integer(name).pipe(
+      Config.validate({ message: `${name} must be a positive integer`, validation: (n) => n > 0 }),
+    ),
+  )
+
+/**
+ * The origins whose pages may call the tracker routes from a browser: `*` (any: trackers are embedded on arbitrary
+ * sites, and the routes take no credentials), a comma-separated list of origins, or empty (no CORS headers at all).
+ */
+const corsOrigins = Config.string("CORS_ORIGINS").pipe(
+  Config.withDefault("*"),
+  Config.map((s) =>
+    s
+      .split(",")
+      .map((o) => o.trim())
+      .filter((o) => o !== ""),
+  ),
+  Config.validate({
+    message: "CORS_ORIGINS must be *, or origins such as https://example.com separated by commas",
+    validation: (list) =>
+      (list.length === 1 && list[0] === "*") || list.every((o) => /^https?:\/\/[^/*\s]+$/.test(o)),
+  }),
+)
+
 /** Node's HTTP timeouts; Node refuses a headers timeout longer than the request timeout. */
 const httpTimeouts = Config.all({
   headers: positiveDuration("HTTP_HEADERS_TIMEOUT", "10 seconds"),
@@ -67,6 +94,14 @@ export class AppConfig extends Effect.Service<AppConfig>()("AppConfig", {
       /** Whether the tracker POST routes are answered by the fast lane ahead of the HttpApi (off: HttpApi only). */
       httpFastLane: yield* Config.boolean("HTTP_FAST_LANE").pipe(Config.withDefault(true)),
       maxBodyBytes: yield* positiveInt("MAX_BODY_BYTES", 16 * 1024),
+      /** Most clicks in one POST /clicks, and its largest body (a batch of 1,000 clicks is ~100 KB). */
+      maxBatchClicks: yield* positiveInt("MAX_BATCH_CLICKS", 1000),
+      maxBatchBytes: yield* positiveInt("MAX_BATCH_BYTES", 1024 * 1024),
+      corsOrigins: yield* corsOrigins,
+      /** Clicks a client IP / a page may save per RATE_LIMIT_WINDOW; none → unlimited (the default). */
+      rateLimitPerIp: yield* optionalPositiveInt("RATE_LIMIT_PER_IP"),
+      rateLimitPerPage: yield* optionalPositiveInt("RATE_LIMIT_PER_PAGE"),
+      rateLimitWindow: yield* positiveDuration("RATE_LIMIT_WINDOW", "1 minute"),
       /** Complete headers within `headers`, the whole request within `request`; idle keep-alive kept `keepAlive`. */
       httpTimeouts: yield* httpTimeouts,
       adminToken: yield* Config.option(Config.redacted("ADMIN_TOKEN")),
