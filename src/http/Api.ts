@@ -281,6 +281,43 @@ export class PagesApi extends HttpApiGroup.make("pages")
       ),
   ) {}
 
+/** What a browser loads: the embeddable tracker, and a page's live cluster map with its event stream. */
+export class BrowserApi extends HttpApiGroup.make("browser")
+  .add(
+    HttpApiEndpoint.get("tracker", "/tracker.js")
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/javascript; charset=utf-8" }))
+      .annotate(OpenApi.Summary, "The embeddable click tracker")
+      .annotate(
+        OpenApi.Description,
+        'A dependency-free script for `<script src=".../tracker.js" data-page="PAGE_ID" async></script>`: records clicks as document-relative coordinates in [0, 1] and posts them in batches to POST /clicks (on a timer and when the page is hidden). Options as data- attributes: page (default location.pathname), endpoint, interval (ms), respect-dnt. Gzipped when accepted, with an ETag.',
+      ),
+  )
+  .add(
+    HttpApiEndpoint.get("map")`/pages/${PageParam}/map`
+      .setUrlParams(
+        Schema.Struct({
+          background: Schema.optionalWith(Schema.String, { exact: true }).annotations({
+            description: "An image URL drawn under the clusters (a screenshot of the tracked page)",
+          }),
+        }),
+      )
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/html; charset=utf-8" }))
+      .annotate(OpenApi.Summary, "A page's live cluster map (HTML)")
+      .annotate(
+        OpenApi.Description,
+        "The page's clusters drawn over the unit square (circle area by clicks, colour by share, hover for index, clicks, centroid, first and last click) with a table, kept live by GET /pages/{page_uuid}/events. Optionally over a background image (`background`, an http(s) or same-origin URL).",
+      ),
+  )
+  .add(
+    HttpApiEndpoint.get("events")`/pages/${PageParam}/events`
+      .addSuccess(HttpApiSchema.Text({ contentType: "text/event-stream" }))
+      .annotate(OpenApi.Summary, "A page's cluster changes (Server-Sent Events)")
+      .annotate(
+        OpenApi.Description,
+        "Server-Sent Events, from the request on: `cluster.created` and `cluster.updated`, each with the cluster as GET /pages/{page_uuid}/clusters lists it, told once the click is committed, at most one per cluster every 250 ms (its latest state); a comment line every 15 s while idle.",
+      ),
+  ) {}
+
 /** The service cannot serve saves: database unreachable or schema not migrated. */
 export class NotReady extends Schema.TaggedError<NotReady>()(
   "NotReady",
@@ -388,6 +425,7 @@ const asServed = (spec: Record<string, unknown>): Record<string, unknown> => {
 export class Api extends HttpApi.make("click-clusters")
   .add(TrackerApi)
   .add(PagesApi)
+  .add(BrowserApi)
   .add(OpsApi)
   .add(AdminApi)
   .addError(InvalidRequest)

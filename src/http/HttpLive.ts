@@ -11,6 +11,7 @@ import { NodeHttpServer } from "@effect/platform-node"
 import { Duration, Effect, Layer, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Api } from "./Api.ts"
+import { BrowserHttpLive } from "./BrowserHttp.ts"
 import { notServing } from "./ConnectionErrors.ts"
 import { cacheableDocs } from "./DocsCache.ts"
 import { ErrorResponsesLive } from "./ErrorResponses.ts"
@@ -25,7 +26,14 @@ import { TrackerHttpLive } from "./TrackerHttp.ts"
 
 /** The API with its handlers and error mapping. */
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
-  Layer.provide([TrackerHttpLive, PagesHttpLive, OpsHttpLive, ExportHttpLive, ErrorResponsesLive]),
+  Layer.provide([
+    TrackerHttpLive,
+    PagesHttpLive,
+    BrowserHttpLive,
+    OpsHttpLive,
+    ExportHttpLive,
+    ErrorResponsesLive,
+  ]),
 )
 
 /**

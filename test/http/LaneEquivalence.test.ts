@@ -403,6 +403,9 @@ describe("a defect answers alike in every path", () => {
     HttpApiBuilder.group(Api, "pages", (h) =>
       h.handle("clusters", die("clusters")).handle("activity", die("activity")),
     ),
+    HttpApiBuilder.group(Api, "browser", (h) =>
+      h.handle("tracker", die("tracker")).handle("map", die("map")).handle("events", die("events")),
+    ),
     HttpApiBuilder.group(Api, "ops", (h) =>
       h.handle("health", die("health")).handle("ready", die("ready")).handle("metrics", die("metrics")),
     ),
