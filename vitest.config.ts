@@ -11,5 +11,8 @@ export default defineConfig({
     // on their database as much as they compute, so a second file fills the gaps.
     maxWorkers: 2,
     minWorkers: 1,
+    // Files share a worker's modules: Effect, the service and PGlite's compiled WebAssembly load once per worker
+    // rather than once per file (a quarter of the suite's CPU). Every test makes its own databases and servers.
+    isolate: false,
   },
 })

@@ -365,12 +365,17 @@ const errorTag = (text: string): string | undefined => {
 /** A lone surrogate: in Unicode mode a well-formed pair is one code point, not Cs. */
 const illFormedText = /\p{Cs}/u
 
-/** A page id every read route must find a route for (it may still be a page without clicks: 404 PageNotFound). */
+/**
+ * A page id every read route must find a route for (it may still be a page without clicks: 404 PageNotFound).
+ * Not "." or "..", even percent-encoded: a URL client resolves those segments away before sending
+ * (`/pages/./activity` is sent as `/pages/activity`), so no such request reaches the server.
+ */
 const readablePageId = (path: string) => {
   const match = /^\/pages\/([^/]+)\/(clusters|activity)$/.exec(path)
   if (match === null) return false
   try {
     const id = decodeURIComponent(match[1]!)
+    if (id === "." || id === "..") return false
     return id.length >= 1 && id.length <= 512 && !illFormedText.test(id) && !id.includes("\u0000")
   } catch {
     return false
