@@ -99,6 +99,36 @@ export class InternalError extends Schema.TaggedError<InternalError>()(
   HttpApiSchema.annotations({ status: 500 }),
 ) {}
 
+/**
+ * Too many clicks from one client IP or for one page within the window (RATE_LIMIT_PER_IP, RATE_LIMIT_PER_PAGE,
+ * RATE_LIMIT_WINDOW); the answer's `Retry-After` header says the same seconds as `retry_after_seconds`.
+ */
+export class RateLimited extends Schema.TaggedError<RateLimited>()(
+  "RateLimited",
+  { message: Schema.String, retry_after_seconds: Schema.Int },
+  HttpApiSchema.annotations({ status: 429 }),
+) {}
+
+/** One click's refusal inside a batch's answer: what the same click sent alone would be answered. */
+export const BatchRefusal = Schema.Struct({
+  _tag: Schema.String,
+  status: Schema.Int,
+  message: Schema.String,
+}).annotations({
+  description:
+    "The click's refusal, as the same click saved alone would be answered: 422 InvalidRequest, 409 IdempotencyConflict, 429 RateLimited (its page), 503 StorageUnavailable or PageBusy (not stored; retry it)",
+})
+
+/** One click's outcome in a batch: its cluster, or its refusal. */
+export const BatchAnswer = Schema.Union(SaveResult, Schema.Struct({ error: BatchRefusal }))
+export type BatchAnswer = typeof BatchAnswer.Type
+
+/**
+ * A batch's clicks, each decoded on its own by the handler (as SaveClick), so that a bad click is its own 422 entry
+ * rather than the whole batch's; the document shows the save's body here (asServed).
+ */
+const BatchClicks = Schema.Array(Schema.Unknown)
+
 const save = <const Name extends string>(name: Name, path: `/${string}`) =>
   HttpApiEndpoint.post(name, path)
     .setPayload(SaveClick)
@@ -107,6 +137,7 @@ const save = <const Name extends string>(name: Name, path: `/${string}`) =>
     .addError(IdempotencyConflict)
     .addError(PageBusy)
     .addError(StorageUnavailable)
+    .addError(RateLimited)
     .annotate(
       OpenApi.Description,
       "Stores a click durably and answers the cluster it joined or founded. An optional `request_id` (UUID) in the body or an `Idempotency-Key` header makes a retry safe: the same key answers the first answer; the same key with a different click answers 409.",
@@ -135,6 +166,15 @@ export const TrackerEndpoints = {
     OpenApi.Summary,
     "The cluster a click would join (alias)",
   ),
+  saveClicks: HttpApiEndpoint.post("saveClicks", "/clicks")
+    .setPayload(BatchClicks)
+    .addSuccess(Schema.Array(BatchAnswer))
+    .addError(RateLimited)
+    .annotate(OpenApi.Summary, "Save a batch of clicks, answer each one's cluster")
+    .annotate(
+      OpenApi.Description,
+      "Stores up to MAX_BATCH_CLICKS clicks (default 1,000; body up to MAX_BATCH_BYTES, default 1 MiB), each exactly like the save's body, as a JSON array, as NDJSON (`application/x-ndjson`, one click per line) or as `text/plain` holding either (what `navigator.sendBeacon` sends). Answers one entry per click in the batch's order: `{cluster_idx, is_new}`, or `{error: {_tag, status, message}}` for a click refused on its own (422 invalid, 409 request_id reused for another click, 429 its page over its rate limit, 503 not stored). Each page's clicks are decided in the batch's order, as consecutive saves; every click answered with a cluster is durable before the answer. A `request_id` per click makes resending the batch safe. 413 for a batch over either limit; 429 (with Retry-After) when the client is over its rate limit.",
+    ),
 } as const
 
 /**
@@ -146,6 +186,7 @@ export class TrackerApi extends HttpApiGroup.make("tracker")
   .add(TrackerEndpoints.newClick)
   .add(TrackerEndpoints.predictCluster)
   .add(TrackerEndpoints.predictClick)
+  .add(TrackerEndpoints.saveClicks)
   .add(
     HttpApiEndpoint.get("bestCluster", "/get_best_cluster")
       .setUrlParams(Schema.Struct({ page_uuid: PageUuid }))
@@ -400,6 +441,42 @@ const malformedAnswer = {
   content: { "application/json": { schema: { $ref: "#/components/schemas/MalformedRequest" } } },
 }
 
+/** The value at `keys` inside a JSON document, when each step is an object. */
+const at = (value: unknown, ...keys: ReadonlyArray<string>): unknown => {
+  let current = value
+  for (const key of keys) current = Predicate.isRecord(current) ? current[key] : undefined
+  return current
+}
+
+/** The batch's body as the save's clicks, in the three media types it is read as. */
+const batchBodyAsSaves = (spec: Record<string, unknown>) => {
+  const click = at(
+    spec,
+    "paths",
+    "/save_click_and_predict_cluster",
+    "post",
+    "requestBody",
+    "content",
+    "application/json",
+    "schema",
+  )
+  const body = at(spec, "paths", "/clicks", "post", "requestBody")
+  if (click === undefined || !Predicate.isRecord(body)) return
+  body.content = {
+    "application/json": { schema: { type: "array", items: click } },
+    "application/x-ndjson": {
+      schema: { type: "string", description: "One click per line, each as the save's body" },
+    },
+    "text/plain": {
+      schema: {
+        type: "string",
+        description:
+          "A JSON array of clicks, or NDJSON (a body starting with `[` is an array): what navigator.sendBeacon sends",
+      },
+    },
+  }
+}
+
 /**
  * The generated document, corrected where the framework's defaults describe something the service does not do:
  * a 400 is always MalformedRequest (a body or query that does not fit is InvalidRequest, 422; the framework's
@@ -414,6 +491,7 @@ const asServed = (spec: Record<string, unknown>): Record<string, unknown> => {
       openObjects(operation.requestBody)
     }
   }
+  batchBodyAsSaves(spec)
   // The framework's decode error and the schemas only it refers to.
   const components = spec.components
   if (Predicate.isRecord(components) && Predicate.isRecord(components.schemas)) {

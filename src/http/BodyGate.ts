@@ -10,7 +10,8 @@ import {
 } from "@effect/platform"
 import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect, Inspectable, Stream } from "effect"
-import type { MalformedRequest } from "./Api.ts"
+import type { MalformedRequest, PayloadTooLarge } from "./Api.ts"
+import { batchJsonText, batchMediaTypeProblem, batchTooLarge, isBatchPost } from "./BatchBody.ts"
 import {
   bodyText,
   isMultipart,
@@ -102,9 +103,10 @@ class ReadRequest extends Inspectable.Class implements HttpServerRequest.HttpSer
 }
 
 /** 413, and the connection is closed after it: the rest of an oversized body is not worth reading. */
-const tooLarge = HttpApp.appendPreResponseHandler((_, response) =>
-  Effect.succeed(HttpServerResponse.setHeader(response, "connection", "close")),
-).pipe(Effect.zipRight(Effect.fail(payloadTooLarge())))
+const tooLarge = (error: PayloadTooLarge) =>
+  HttpApp.appendPreResponseHandler((_, response) =>
+    Effect.succeed(HttpServerResponse.setHeader(response, "connection", "close")),
+  ).pipe(Effect.zipRight(Effect.fail(error)))
 
 /**
  * Reads a body up to `limit` bytes; undefined past the limit, where it stops collecting and lets the rest drain
@@ -145,32 +147,39 @@ const readBody = (source: IncomingMessage, limit: number) =>
  * percent-encoded UTF-8 → 400, a body announced over MAX_BODY_BYTES → 413, a multipart body anywhere → 415 (the
  * framework's parser failed on some with a 500), and on the tracker POST routes: a media type that is not JSON →
  * 415, a chunked body over the limit → 413, not UTF-8 → 400, blank or nested too deep → 422. The body is read
- * here, within the limit, and the API decodes the text read.
+ * here, within the limit, and the API decodes the text read. The batch route (POST /clicks) has its own limit
+ * (`batchLimit`, MAX_BATCH_BYTES) and also reads NDJSON, handed to the API as one JSON array (BatchBody.ts).
  */
 export const gateBodies =
-  (limit: number) =>
+  (limit: number, batchLimit: number) =>
   <E, R>(app: HttpApp.Default<E, R>) =>
     Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       const badUrl = urlProblem(request.url)
       if (badUrl !== undefined) return yield* Effect.fail(badUrl)
-      if (Number(request.headers["content-length"] ?? 0) > limit) return yield* tooLarge
+      const path = pathOf(request.url)
+      const batch = isBatchPost(request.method, path)
+      const max = batch ? batchLimit : limit
+      const overLimit = () => tooLarge(batch ? batchTooLarge() : payloadTooLarge())
+      if (Number(request.headers["content-length"] ?? 0) > max) return yield* overLimit()
       const contentType = request.headers["content-type"]
-      if (!isTrackerPost(request.method, pathOf(request.url))) {
+      if (!isTrackerPost(request.method, path)) {
         if (isMultipart(contentType)) return yield* Effect.fail(unsupportedMediaType(contentType))
         return yield* app
       }
-      const unsupported = mediaTypeProblem(contentType)
+      const unsupported = batch ? batchMediaTypeProblem(contentType) : mediaTypeProblem(contentType)
       if (unsupported !== undefined) return yield* Effect.fail(unsupported)
-      const bytes = yield* readBody(NodeHttpServerRequest.toIncomingMessage(request), limit)
-      if (bytes === undefined) return yield* tooLarge
+      const bytes = yield* readBody(NodeHttpServerRequest.toIncomingMessage(request), max)
+      if (bytes === undefined) return yield* overLimit()
       const text = bodyText(bytes)
       if (typeof text !== "string") return yield* Effect.fail(text)
       const problem = textProblem(text)
       if (problem !== undefined) return yield* Effect.fail(problem)
+      const json = batch ? batchJsonText(text, contentType) : text
+      if (typeof json !== "string") return yield* Effect.fail(json)
       return yield* Effect.provideService(
         app,
         HttpServerRequest.HttpServerRequest,
-        new ReadRequest(request, text),
+        new ReadRequest(request, json),
       )
     })

@@ -72,7 +72,7 @@ type Refusal =
 export const ErrorResponsesLive = HttpApiBuilder.middleware(
   Api,
   Effect.map(AppConfig, (config) => {
-    const gate = gateBodies(config.maxBodyBytes)
+    const gate = gateBodies(config.maxBodyBytes, config.maxBatchBytes)
     return (app) =>
       Effect.catchAllCause(gate(app), (cause): Effect.Effect<never, Refusal> => {
         // The framework turns an unreadable body into a defect (`orDie`), so look at defects too.

@@ -397,6 +397,7 @@ describe("a defect answers alike in every path", () => {
         .handle("predictCluster", die("predictCluster"))
         // A success its schema cannot encode (not an integer).
         .handle("predictClick", () => Effect.succeed({ cluster_idx: 0.5 }))
+        .handle("saveClicks", die("saveClicks"))
         .handle("bestCluster", die("bestCluster"))
         .handle("version", die("version")),
     ),
