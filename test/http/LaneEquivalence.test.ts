@@ -83,9 +83,24 @@ interface Request {
 }
 
 type Op =
-  | { readonly _tag: "request"; readonly request: (run: string) => Request }
+  | {
+      readonly _tag: "request"
+      readonly request: (run: string) => Request
+      /** How fast-check prints the op in a counterexample: the request as sent, for a run called "<run>". */
+      readonly [fc.toStringMethod]: () => string
+    }
   | { readonly _tag: "busy"; readonly page: number }
   | { readonly _tag: "commitFailure"; readonly page: number; readonly x: number; readonly y: number }
+
+/** A request op, printed as the request it sends. */
+const requestOp = (request: (run: string) => Request): Op => ({
+  _tag: "request",
+  request,
+  [fc.toStringMethod]: () => {
+    const { path, body, headers } = request("<run>")
+    return JSON.stringify({ path, headers, body: typeof body === "string" ? body : body.toString("latin1") })
+  },
+})
 
 const click = (page: unknown, x: unknown, y: unknown, extra: Record<string, unknown> = {}) =>
   JSON.stringify({ page_uuid: page, coordinates: { x, y }, ...extra })
@@ -132,9 +147,8 @@ const validClick = fc
     id: requestIdHeader,
   })
   .map(
-    ({ path, page, x, y, key, type, id }): Op => ({
-      _tag: "request",
-      request: (run) => {
+    ({ path, page, x, y, key, type, id }): Op =>
+      requestOp((run) => {
         const isSave = path === savePaths[0] || path === savePaths[1]
         const k = isSave && key !== null ? uuidOf(run, key.id) : undefined
         const body = click(
@@ -146,8 +160,7 @@ const validClick = fc
         const headers: Record<string, string> = { ...id, "content-type": type }
         if (k !== undefined && key?.inHeader === true) headers["idempotency-key"] = k
         return { path, body, headers }
-      },
-    }),
+      }),
   )
 
 /** Bodies no endpoint accepts: not JSON, blank, too deep, wrong shapes and types, out of range, bad page ids. */
@@ -181,9 +194,8 @@ const invalid = fc
     how: fc.constantFrom("body", "body", "body", "notUtf8", "badUrl", "tooLarge", "badHeader"),
   })
   .map(
-    ({ path, body, type, id, how }): Op => ({
-      _tag: "request",
-      request: (run) => {
+    ({ path, body, type, id, how }): Op =>
+      requestOp((run) => {
         const headers: Record<string, string> = { ...id, "content-type": type }
         const valid = click(pageOf(run, 0), 0.5, 0.5)
         switch (how) {
@@ -206,8 +218,7 @@ const invalid = fc
           default:
             return { path, body, headers }
         }
-      },
-    }),
+      }),
   )
 
 const op: fc.Arbitrary<Op> = fc.oneof(
@@ -347,14 +358,11 @@ describe("the fast lane and the HttpApi answer alike", () => {
             [
               { _tag: "busy", page: 3 },
               { _tag: "commitFailure", page: 0, x: 0.5, y: 0.5 },
-              {
-                _tag: "request",
-                request: (run) => ({
-                  path: "/new_click",
-                  body: click(pageOf(run, 0), 0.5, 0.5),
-                  headers: {},
-                }),
-              },
+              requestOp((run) => ({
+                path: "/new_click",
+                body: click(pageOf(run, 0), 0.5, 0.5),
+                headers: {},
+              })),
               { _tag: "commitFailure", page: 0, x: 0.5, y: 0.5 },
             ],
           ],
