@@ -85,17 +85,32 @@ describe("OpenAPI document", () => {
 
   it("does not claim additionalProperties: false for request bodies, whose unknown fields are ignored", () => {
     const bodies = operations.flatMap(({ route, operation }) =>
-      Object.values(operation.requestBody?.content ?? {}).map((media) => ({ route, schema: media.schema })),
+      Object.entries(operation.requestBody?.content ?? {}).map(([type, media]) => ({
+        route,
+        type,
+        schema: media.schema,
+      })),
     )
     expect(bodies.map((b) => b.route)).toContain("POST /save_click_and_predict_cluster")
-    for (const { route, schema } of bodies) {
+    const click = { type: "object", required: ["page_uuid", "coordinates"] }
+    for (const { route, type, schema } of bodies) {
       expect({ route, closed: additionalProperties(schema).filter(([, value]) => value === false) }).toEqual({
         route,
         closed: [],
       })
-      // Still the click's shape: the fields a body must have.
-      expect(schema).toMatchObject({ type: "object", required: ["page_uuid", "coordinates"] })
+      // The batch's NDJSON and text/plain bodies are strings.
+      if (type !== "application/json") continue
+      // Still the click's shape (a batch: each item's): the fields a body must have.
+      expect(schema).toMatchObject(route === "POST /clicks" ? { type: "array", items: click } : click)
     }
+  })
+
+  it("declares the batch's three body types: a JSON array, NDJSON and text/plain", () => {
+    expect(Object.keys(document.paths["/clicks"]?.post?.requestBody?.content ?? {}).sort()).toEqual([
+      "application/json",
+      "application/x-ndjson",
+      "text/plain",
+    ])
   })
 
   it("documents the activity parameters' ranges", () => {
