@@ -13,11 +13,13 @@ import { AppConfig } from "../Config.ts"
 import { Api } from "./Api.ts"
 import { BrowserHttpLive } from "./BrowserHttp.ts"
 import { notServing } from "./ConnectionErrors.ts"
+import { corsForBrowsers, leftForCors } from "./Cors.ts"
 import { cacheableDocs } from "./DocsCache.ts"
 import { ErrorResponsesLive } from "./ErrorResponses.ts"
 import { ExportHttpLive } from "./ExportHttp.ts"
 import { OpsHttpLive } from "./OpsHttp.ts"
 import { PagesHttpLive } from "./PagesHttp.ts"
+import { rateLimitsConfigured } from "./RateLimit.ts"
 import { observeRequests, RequestObserver } from "./RequestObservability.ts"
 import { DocsPaths } from "./Routes.ts"
 import { answerClosing, ServerConnections } from "./ServerConnections.ts"
@@ -110,11 +112,16 @@ const NodeServerLive = Layer.scoped(
           const effectApp = yield* middleware === undefined
             ? NodeHttpServer.makeHandler(httpApp)
             : NodeHttpServer.makeHandler(httpApp, middleware)
-          app = config.httpFastLane
-            ? (request, response) => {
-                if (!fastLane.handle(request, response)) effectApp(request, response)
-              }
-            : effectApp
+          // Requests the lane leaves: those a browser sends cross-origin (CORS, Cors.ts), and every one when
+          // ingestion rate limits are configured (the HttpApi applies them, RateLimit.ts).
+          const leaves = leftForCors(config.corsOrigins)
+          app =
+            config.httpFastLane && !rateLimitsConfigured(config)
+              ? (request, response) => {
+                  if (leaves(request.headers) || !fastLane.handle(request, response))
+                    effectApp(request, response)
+                }
+              : effectApp
           // This scope closes before the services the app uses: drain here, while they still serve.
           yield* Effect.addFinalizer(() =>
             drain.pipe(
@@ -148,6 +155,8 @@ export const HttpLive = HttpApiBuilder.serve(observeRequests).pipe(
   // Around the router, so it sees the docs page's response before it is written.
   Layer.provide(HttpApiBuilder.middleware(cacheableDocs(DocsPaths.docs))),
   Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: DocsPaths.openApi })),
+  // CORS around the API's own middleware (the body gate among it), so that its refusals carry the headers too.
+  Layer.provide(HttpApiBuilder.middleware(corsForBrowsers)),
   Layer.provide(ApiLive),
   // The router's own cap on a path parameter (100 characters) would answer 404 to page ids that saves accept (up
   // to 512): lift it so every id reaches PageUuid's checks. Node's header size limit still bounds the URL.

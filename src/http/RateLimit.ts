@@ -4,6 +4,12 @@ import { Duration, Effect, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { RateLimited } from "./Api.ts"
 
+/** Whether any ingestion rate limit is configured (the fast lane is then off). */
+export const rateLimitsConfigured = (config: {
+  readonly rateLimitPerIp: Option.Option<number>
+  readonly rateLimitPerPage: Option.Option<number>
+}) => Option.isSome(config.rateLimitPerIp) || Option.isSome(config.rateLimitPerPage)
+
 /**
  * Ingestion rate limits (RATE_LIMIT_PER_IP, RATE_LIMIT_PER_PAGE clicks per RATE_LIMIT_WINDOW, each off unless set):
  * a save costs one click, a batch as many as it holds, from its client's allowance and from each page's. Fixed
@@ -45,7 +51,7 @@ export class IngestLimits extends Effect.Service<IngestLimits>()("http/IngestLim
       })
 
     return {
-      enabled: Option.isSome(config.rateLimitPerIp) || Option.isSome(config.rateLimitPerPage),
+      enabled: rateLimitsConfigured(config),
       /** Takes `clicks` from a client IP's allowance, or fails RateLimited. */
       client: allowance("client", "RATE_LIMIT_PER_IP", config.rateLimitPerIp),
       /** Takes `clicks` from a page's allowance, or fails RateLimited. */
