@@ -1,6 +1,7 @@
 import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
+import { BATCH_SIZE, type BatchResult, batchMarkdown, batchScenario } from "./Batch.ts"
 import { type Measurement, runLoad } from "./Load.ts"
 import { buildService, type Child, startRawServer, startService } from "./Processes.ts"
 import {
@@ -30,7 +31,7 @@ import {
 const PREDICT = "/predict_cluster"
 const SAVE = "/save_click_and_predict_cluster"
 
-const scenarios = ["a", "b", "c", "d", "e", "history"] as const
+const scenarios = ["a", "b", "c", "d", "e", "f", "history"] as const
 type Scenario = (typeof scenarios)[number]
 
 const isScenario = (s: string): s is Scenario => scenarios.some((known) => known === s)
@@ -264,6 +265,7 @@ const markdown = (
   rows: ReadonlyArray<Row>,
   history: HistoryResult | undefined,
   notes: ReadonlyArray<string>,
+  batch?: BatchResult,
 ) => {
   const lines = [
     "## Throughput and latency (`npm run bench`)",
@@ -322,6 +324,7 @@ const markdown = (
       ),
     )
   }
+  if (batch !== undefined) lines.push(...batchMarkdown(batch))
   if (notes.length > 0) lines.push("", "Notes:", "", ...notes.map((n) => `- ${n}`))
   return lines.join("\n")
 }
@@ -344,7 +347,7 @@ const bench = Command.make("bench", options, (o) =>
         notes.push("The build reported type errors (work in progress in the tree); measured anyway.")
     }
 
-    const needPostgres = only.has("d") || only.has("history")
+    const needPostgres = only.has("d") || only.has("f") || only.has("history")
     const pg = needPostgres ? yield* postgresReachable(o.postgres) : { ok: false, reason: "not needed" }
     if (needPostgres && !pg.ok) {
       const note = `Postgres unreachable at ${o.postgres} (${pg.reason}): (d) skipped, history on the embedded database.`
@@ -439,6 +442,16 @@ const bench = Command.make("bench", options, (o) =>
       )
     }
 
+    let batch: BatchResult | undefined
+    if (only.has("f") && pg.ok) {
+      yield* Console.log(`\n(f) batch ingestion, POST /clicks with ${BATCH_SIZE} clicks a batch, Postgres`)
+      batch = yield* Effect.scoped(
+        Effect.flatMap(postgresStorage(o.postgres), (storage) =>
+          batchScenario(storage, [1, 4, 16], o.duration, o.warmup),
+        ),
+      )
+    }
+
     let history: HistoryResult | undefined
     if (only.has("history")) {
       history = yield* Effect.scoped(
@@ -450,7 +463,7 @@ const bench = Command.make("bench", options, (o) =>
 
     const order: ReadonlyArray<Row["id"]> = ["a", "b", "e", "c", "d"]
     const sorted = [...rows].sort((x, y) => order.indexOf(x.id) - order.indexOf(y.id))
-    const text = markdown(machine, command, sorted, history, notes)
+    const text = markdown(machine, command, sorted, history, notes, batch)
     yield* Console.log(`\n${text}`)
     const historySummary = history === undefined ? undefined : { ...history, ratios: historyRatios(history) }
     yield* writeJson(o.json, {
@@ -459,6 +472,7 @@ const bench = Command.make("bench", options, (o) =>
       options: { ...o, only: [...only] },
       measurements: sorted.map((r) => ({ ...r, vsRaw: vsRaw(sorted, r.measurement) })),
       history: historySummary,
+      batch,
       notes,
     })
     yield* Console.log(`\nresults written to ${o.json}`)
@@ -470,7 +484,7 @@ const bench = Command.make("bench", options, (o) =>
 ).pipe(
   Command.withDescription(
     "Measures the service against a raw node:http ceiling: predict, save on the embedded database and on Postgres, " +
-      "and a page with a long history.",
+      "batch ingestion (POST /clicks) against Postgres's bulk insert, and a page with a long history.",
   ),
 )
 
