@@ -72,7 +72,9 @@ const NodeServerLive = Layer.scoped(
     })
 
     /** Stops listening and waits for the connections to finish; cuts them after SHUTDOWN_TIMEOUT. */
+    // Interruptible: finalizers run uninterruptibly, and the timeout could not otherwise stop the wait.
     const drain = Effect.async<void>((resume) => connections.drain(() => resume(Effect.void))).pipe(
+      Effect.interruptible,
       Effect.timeoutOption(config.shutdownTimeout),
       Effect.flatMap(
         Option.match({
