@@ -6,6 +6,7 @@ import { PageEvents } from "../actors/PageEvents.ts"
 import { Api } from "./Api.ts"
 import { clusterEventStream } from "./ClusterEvents.ts"
 import { notePage } from "./RequestObservability.ts"
+import { ServerDraining } from "./ServerDraining.ts"
 import { staticAsset } from "./StaticAsset.ts"
 
 /** The browser files ship next to this module (the build copies src/http/browser into dist/http/browser). */
@@ -60,6 +61,7 @@ export const EventTiming = { throttle: "250 millis", heartbeat: "15 seconds" } a
 export const BrowserHttpLive = HttpApiBuilder.group(Api, "browser", (handlers) =>
   Effect.gen(function* () {
     const events = yield* PageEvents
+    const draining = yield* ServerDraining
     return handlers
       .handle("tracker", ({ request }) => Effect.succeed(tracker.answer(request.headers)))
       .handle("map", ({ path, urlParams }) =>
@@ -78,7 +80,10 @@ export const BrowserHttpLive = HttpApiBuilder.group(Api, "browser", (handlers) =
       .handle("events", ({ path }) =>
         Effect.gen(function* () {
           yield* notePage(path.page_uuid)
-          const body = clusterEventStream(events.changes(path.page_uuid), EventTiming)
+          // Ends when the server drains: the browser reconnects (to another instance, or to this one restarted).
+          const body = clusterEventStream(events.changes(path.page_uuid), EventTiming).pipe(
+            Stream.interruptWhen(draining.began),
+          )
           return HttpServerResponse.stream(Stream.encodeText(body), {
             contentType: "text/event-stream",
             // no-transform and x-accel-buffering: proxies must pass each event on as it comes.

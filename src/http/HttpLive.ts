@@ -23,6 +23,7 @@ import { rateLimitsConfigured } from "./RateLimit.ts"
 import { observeRequests, RequestObserver } from "./RequestObservability.ts"
 import { DocsPaths } from "./Routes.ts"
 import { answerClosing, ServerConnections } from "./ServerConnections.ts"
+import { ServerDraining } from "./ServerDraining.ts"
 import { TrackerFastLane } from "./TrackerFastLane.ts"
 import { TrackerHttpLive } from "./TrackerHttp.ts"
 
@@ -52,6 +53,7 @@ const NodeServerLive = Layer.scoped(
   Effect.gen(function* () {
     const config = yield* AppConfig
     const fastLane = yield* TrackerFastLane
+    const draining = yield* ServerDraining
     const timeouts = config.httpTimeouts
     const headersTimeout = Duration.toMillis(timeouts.headers)
     const server = createServer({
@@ -126,7 +128,8 @@ const NodeServerLive = Layer.scoped(
               : effectApp
           // This scope closes before the services the app uses: drain here, while they still serve.
           yield* Effect.addFinalizer(() =>
-            drain.pipe(
+            draining.begin.pipe(
+              Effect.zipRight(drain),
               Effect.ensuring(
                 Effect.sync(() => {
                   app = undefined
@@ -169,6 +172,7 @@ export const HttpLive = HttpApiBuilder.serve(observeRequests).pipe(
   serverSpansWhenExported,
   // Merged, so the server (its address) is reachable by whoever builds this layer, e.g. an in-process test.
   Layer.provideMerge(NodeServerLive),
-  // One account of requests for the HttpApi's middleware and the fast lane.
-  Layer.provide(RequestObserver.Default),
+  // One account of requests for the HttpApi's middleware and the fast lane; one drain signal for the server and
+  // the event streams.
+  Layer.provide([RequestObserver.Default, ServerDraining.Default]),
 )
