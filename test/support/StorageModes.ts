@@ -3,7 +3,6 @@ import { join } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
 import pg from "pg"
 import { inject } from "vitest"
-import { scratchRoot } from "./EmbeddedTemplate.ts"
 
 /**
  * Where a test's server keeps its clicks: the embedded database in a fresh directory, and, when the environment
@@ -20,11 +19,11 @@ export interface StorageMode {
 }
 
 /**
- * A fresh directory holding an empty, initialised embedded database (a copy of the run's template, see
- * EmbeddedTemplate.ts): the server finds no tables and migrates it as on first start.
+ * A fresh directory holding an empty, initialised embedded database (a copy of the run's template, in the run's
+ * directory, see EmbeddedTemplate.ts): the server finds no tables and migrates it as on first start.
  */
 export const freshDataDir = (): string => {
-  const dir = mkdtempSync(join(scratchRoot(), "click-clusters-"))
+  const dir = mkdtempSync(join(inject("embeddedRoot"), "db-"))
   cpSync(inject("embeddedTemplate"), dir, { recursive: true })
   return dir
 }
