@@ -15,7 +15,8 @@
     const page = data.page || location.pathname
     const url = `${data.endpoint || new URL(script.src).origin}/clicks`
     const every = Number(data.interval) || 5000
-    const max = 500
+    // A beacon (and a keepalive fetch) may carry at most 64 KB in flight: 200 clicks are about 25 KB.
+    const max = 200
     const queue = []
     const id = () => (crypto.randomUUID ? crypto.randomUUID() : undefined)
     const flush = () => {
