@@ -25,7 +25,7 @@ const SPOTS = [
 const jitter = (i: number) => ({ dx: ((i * 7) % 13) - 6, dy: ((i * 5) % 11) - 5 })
 
 /** A customer's page on another origin, with the one script tag. */
-const fixturePage = (service: string, page: string) => `<!doctype html>
+const fixturePage = (service: string, page: string, attributes = 'data-interval="60000"') => `<!doctype html>
 <html><head><meta charset="utf-8"><title>A tracked page</title>
 <style>
   html, body { margin: 0; }
@@ -33,7 +33,7 @@ const fixturePage = (service: string, page: string) => `<!doctype html>
   header { height: 80px; background: #1f3a5f; color: #fff; padding: 24px; box-sizing: border-box; font-size: 24px; }
   button { position: absolute; transform: translate(-50%, -50%); padding: 12px 24px; font-size: 18px; }
 </style>
-<script src="${service}/tracker.js" data-page="${page}" data-interval="60000" async></script>
+<script src="${service}/tracker.js" data-page="${page}" ${attributes} async></script>
 </head><body>
 <header>A tracked page</header>
 ${SPOTS.map((s, i) => `<button style="left:${s.x}px;top:${s.y}px">Button ${i + 1}</button>`).join("\n")}
@@ -47,15 +47,19 @@ describe("tracker.js on another origin, in Chromium", () => {
   const served = servedStorage(storage.make)
   const browser = chromiumBrowser()
   const page = `tracked/${randomUUID()}`
+  const quietPage = `quiet/${randomUUID()}`
   // The page, and a screenshot of it once a test took one (the map's background).
   let screenshot: Buffer | undefined
   const site = fixtureOrigin((request, response) => {
     if (request.url === "/screenshot.png" && screenshot !== undefined)
       response.writeHead(200, { "content-type": "image/png" }).end(screenshot)
     else
-      response
-        .writeHead(200, { "content-type": "text/html; charset=utf-8" })
-        .end(fixturePage(served.url, page))
+      response.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(
+        request.url === "/quiet.html"
+          ? // Another page id; Do-Not-Track respected, sent every 200 ms otherwise.
+            fixturePage(served.url, quietPage, 'data-respect-dnt="true" data-interval="200"')
+          : fixturePage(served.url, page),
+      )
   })
 
   it("records clicks as document-relative coordinates and sends them when the page is hidden", async () => {
@@ -145,6 +149,35 @@ describe("tracker.js on another origin, in Chromium", () => {
     )
     expect(counts).toEqual(SPOTS.map((s) => s.clicks))
     await tab.screenshot({ path: artifactPath("tracked-page-map.png") })
+    await tab.close()
+  })
+
+  it("sends on its timer while the page stays open, and records nothing under Do-Not-Track when told to", async () => {
+    const stored = async () => {
+      const response = await fetch(`${served.url}/pages/${encodeURIComponent(quietPage)}/clusters`)
+      if (response.status === 404) return 0
+      const body = (await response.json()) as { clusters: ReadonlyArray<Cluster> }
+      return body.clusters.reduce((sum, c) => sum + c.count, 0)
+    }
+    // A visitor with Do-Not-Track: clicks, then leaves (which would send the batch).
+    const tracked = await browser.current.newContext({ viewport: VIEWPORT })
+    await tracked.addInitScript(
+      "Object.defineProperty(Navigator.prototype, 'doNotTrack', { get: () => '1' })",
+    )
+    const dnt = await tracked.newPage()
+    await dnt.goto(`${site.url}/quiet.html`, { waitUntil: "load" })
+    for (const spot of SPOTS.slice(0, 1))
+      for (let i = 0; i < 3; i++) await dnt.mouse.click(spot.x + i, spot.y)
+    await dnt.goto("about:blank")
+    await tracked.close()
+    // A visitor without: two clicks, sent by the timer while the page stays open.
+    const tab = await browser.current.newPage({ viewport: VIEWPORT })
+    await tab.goto(`${site.url}/quiet.html`, { waitUntil: "load" })
+    for (const spot of SPOTS.slice(0, 1))
+      for (let i = 0; i < 2; i++) await tab.mouse.click(spot.x + i, spot.y)
+    await expect.poll(stored, { timeout: 30_000 }).toBe(2)
+    // The first visitor's clicks were never sent (they would have left before the second's).
+    expect(await stored()).toBe(2)
     await tab.close()
   })
 })
