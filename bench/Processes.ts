@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync } from "node:fs"
-import { copyFile, readFile, rm } from "node:fs/promises"
+import { copyFile, cp, readFile, rm } from "node:fs/promises"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import { Data, Effect, type Scope } from "effect"
@@ -60,6 +60,8 @@ export const buildService = Effect.gen(function* () {
     return yield* new BenchError({ message: `the build emitted no main.js:\n${result.output}` })
   // The service reads its version from the package.json beside its build directory (dist/../package.json).
   yield* Effect.promise(() => copyFile(`${root}package.json`, `${buildDir}/../package.json`))
+  // The browser files (tracker.js, map.html) are read from beside the compiled server, as `npm run build` copies them.
+  yield* Effect.promise(() => cp(`${root}src/http/browser`, `${buildDir}/http/browser`, { recursive: true }))
   const seconds = ((performance.now() - started) / 1000).toFixed(1)
   if (result.code !== 0) {
     yield* Effect.logWarning(`tsc reported errors (emitted anyway):\n${result.output.slice(0, 2000)}`)
