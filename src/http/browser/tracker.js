@@ -13,7 +13,7 @@
     const nav = navigator
     if (data.respectDnt === "true" && (nav.doNotTrack === "1" || nav.globalPrivacyControl === true)) return
     const page = data.page || location.pathname
-    const url = `${data.endpoint || new URL(script.src).origin}/clicks`
+    const url = `${(data.endpoint || new URL(script.src).origin).replace(/\/+$/, "")}/clicks`
     const every = Number(data.interval) || 5000
     // A beacon (and a keepalive fetch) may carry at most 64 KB in flight: 200 clicks are about 25 KB.
     const max = 200
