@@ -235,7 +235,9 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
           completions.push(Either.isRight(decided) ? decided.right : Effect.fail(decided.left))
         }
         snapshotIfDue(state)
-        return Effect.forEach(completions, Effect.either, { concurrency: "unbounded" })
+        // Awaited one after another on the sender's fiber, not a fiber per click: the log settles a page's clicks
+        // in their order, so waiting for each in turn takes no longer than waiting for the last.
+        return Effect.forEach(completions, Effect.either)
       }),
       Predict: (state, { x, y }) => Effect.sync(() => Effect.succeed(predict(state, x, y))),
       Largest: (state) =>
