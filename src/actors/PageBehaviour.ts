@@ -4,7 +4,7 @@ import { type ClusterSummary, PageClusters, type PageClustersSnapshot } from "..
 import { PageReplay } from "../domain/PageReplay.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { ClickChain, ClickLog } from "../persistence/ClickLog.ts"
-import { ClickRepository } from "../persistence/ClickRepository.ts"
+import { ClickRepository, type KeyedClick } from "../persistence/ClickRepository.ts"
 import { CommitTicket } from "../persistence/CommitTicket.ts"
 import { withDeadline } from "../persistence/DatabaseDeadline.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
@@ -120,32 +120,63 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       new IdempotencyConflict({ message: `request id ${requestId} was already used for a different click` })
 
     /** The first answer to an earlier save with the same request id: from memory, else from the click log. */
+    /** The answer a stored click was given, or IdempotencyConflict when it is another click. */
+    const answerOf = (
+      state: PageState,
+      requestId: string,
+      x: number,
+      y: number,
+      stored: KeyedClick | undefined,
+    ) => {
+      if (stored === undefined) return Effect.succeed(Option.none<SaveDecision>())
+      if (stored.page_uuid !== state.page || stored.x !== x || stored.y !== y)
+        return Effect.fail(conflict(requestId))
+      return Effect.succeed(
+        Option.some<SaveDecision>({
+          clusterIdx: stored.cluster_idx,
+          isNew: stored.is_new,
+          committed: CommitTicket.committed,
+        }),
+      )
+    }
+
+    const untilDeadline = (deadline: number) =>
+      withDeadline(Duration.millis(Math.max(0, deadline - performance.now())))
+
+    /**
+     * The first answer to an earlier save with the same request id: from memory, else from `looked` (the stored
+     * clicks of a batch's keys, fetched at once) when given, else from the click log.
+     */
     const earlierAnswer = Effect.fnUntraced(function* (
       state: PageState,
       requestId: string,
       x: number,
       y: number,
       deadline: number,
+      looked?: ReadonlyMap<string, KeyedClick>,
     ) {
       const recent = state.answered?.get(requestId)
       if (recent !== undefined) {
         return recent.x === x && recent.y === y ? Option.some(recent.reply) : yield* conflict(requestId)
       }
+      if (looked !== undefined) return yield* answerOf(state, requestId, x, y, looked.get(requestId))
       const stored = yield* clicks
         .byRequestId(requestId)
-        .pipe(
-          withDeadline(Duration.millis(Math.max(0, deadline - performance.now()))),
-          Effect.catchAll(storageUnavailable("looking up the request id")),
-        )
-      if (Option.isNone(stored)) return Option.none<SaveDecision>()
-      const click = stored.value
-      if (click.page_uuid !== state.page || click.x !== x || click.y !== y) return yield* conflict(requestId)
-      return Option.some<SaveDecision>({
-        clusterIdx: click.cluster_idx,
-        isNew: click.is_new,
-        committed: CommitTicket.committed,
-      })
+        .pipe(untilDeadline(deadline), Effect.catchAll(storageUnavailable("looking up the request id")))
+      return yield* answerOf(state, requestId, x, y, Option.getOrUndefined(stored))
     })
+
+    /** The stored clicks of the request ids of a batch that memory does not answer, in one query. */
+    const lookUpKeys = (state: PageState, batch: PayloadOf<"SaveMany">["clicks"], deadline: number) => {
+      const ids = new Set<string>()
+      for (const { requestId } of batch)
+        if (requestId !== null && state.answered?.get(requestId) === undefined) ids.add(requestId)
+      return ids.size === 0
+        ? Effect.succeed(new Map<string, KeyedClick>())
+        : clicks
+            .byRequestIds([...ids])
+            .pipe(untilDeadline(deadline), Effect.catchAll(storageUnavailable("looking up the request ids")))
+    }
 
     const remember = (state: PageState, requestId: string, x: number, y: number, reply: SaveDecision) => {
       if (state.answered === undefined) state.answered = new Map()
@@ -213,9 +244,10 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       state: PageState,
       { x, y, requestId }: PayloadOf<"Save">,
       deadline: number,
+      looked?: ReadonlyMap<string, KeyedClick>,
     ) {
       if (requestId !== null) {
-        const earlier = yield* earlierAnswer(state, requestId, x, y, deadline)
+        const earlier = yield* earlierAnswer(state, requestId, x, y, deadline, looked)
         if (Option.isSome(earlier)) return acknowledged(earlier.value)
       }
       yield* clickLog.awaitRoom
@@ -230,8 +262,9 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       SaveMany: Effect.fnUntraced(function* (state, { clicks }, deadline) {
         // Each click decided in turn, as if sent one after another; one click's refusal is its own answer.
         const completions: Array<Effect.Effect<SavedClick, SaveError>> = []
+        const looked = yield* lookUpKeys(state, clicks, deadline)
         for (const click of clicks) {
-          const decided = yield* Effect.either(decideSave(state, click, deadline))
+          const decided = yield* Effect.either(decideSave(state, click, deadline, looked))
           completions.push(Either.isRight(decided) ? decided.right : Effect.fail(decided.left))
         }
         snapshotIfDue(state)

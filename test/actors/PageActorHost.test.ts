@@ -261,7 +261,7 @@ describe.each(storageModes())("PageActorHost, $name database", (mode) => {
       () =>
         TestServices.provideLive(
           Effect.gen(function* () {
-            yield* Effect.gen(function* () {
+            const first = yield* Effect.gen(function* () {
               const host = yield* PageActorHost
               const sql = yield* SqlClient.SqlClient
               const key = "0b7e2c7a-4f1d-4c55-8a3e-6d2f9e1a0c11"
@@ -293,7 +293,20 @@ describe.each(storageModes())("PageActorHost, $name database", (mode) => {
                 }>`SELECT x, y, cluster_idx FROM clicks WHERE page_uuid = ${page} ORDER BY seq`
               expect(yield* stored("many/1")).toEqual(yield* stored("many/2"))
               expect((yield* stored("many/1")).length).toBe(10)
+              return { batch, answers }
             }).pipe(Effect.scoped, Effect.provide(life()))
+            // Resent to a new life (nothing in memory): its keys are looked up in one query and answered as before.
+            const again = yield* Effect.flatMap(PageActorHost, (host) =>
+              host.saveMany("many/1", first.batch),
+            ).pipe(Effect.scoped, Effect.provide(life()))
+            const keyed = (all: typeof again) => all.filter((_, i) => first.batch[i]?.requestId !== null)
+            expect(keyed(again)).toEqual(keyed(first.answers))
+            const sql = yield* SqlClient.SqlClient
+            const [count] = yield* sql<{
+              n: number
+            }>`SELECT count(*)::int AS n FROM clicks WHERE page_uuid = 'many/1'`
+            // The keyed clicks are not stored again; the unkeyed ones are new clicks.
+            expect(count?.n).toBe(10 + first.batch.filter((c) => c.requestId === null).length)
           }),
         ),
     )
