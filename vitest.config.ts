@@ -11,8 +11,9 @@ export default defineConfig({
     // on their database as much as they compute, so a second file fills the gaps.
     maxWorkers: 2,
     minWorkers: 1,
-    // Files share a worker's modules: Effect, the service and PGlite's compiled WebAssembly load once per worker
-    // rather than once per file (a quarter of the suite's CPU). Every test makes its own databases and servers.
-    isolate: false,
+    // Each file gets fresh modules. Sharing them (isolate: false) saved a quarter of the suite's CPU, but made a
+    // TestClock test fail when another file had run first in its worker (`testClock.adjust is not a function`):
+    // order-dependent, so off until that is understood.
+    isolate: true,
   },
 })
