@@ -1,42 +1,16 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { ConfigProvider, Effect, Either, Layer, Option, Stream, TestClock, TestServices } from "effect"
+import { Effect, Either, Layer, Option, Stream, TestClock, TestServices } from "effect"
 import { PageActorHost } from "../../src/actors/PageActorHost.ts"
-import { PageBehaviour } from "../../src/actors/PageBehaviour.ts"
 import { type ClusterChange, PageEvents } from "../../src/actors/PageEvents.ts"
-import { AppConfig } from "../../src/Config.ts"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
 import { Metrics } from "../../src/Metrics.ts"
-import { ClickLog } from "../../src/persistence/ClickLog.ts"
-import { ClickRepository } from "../../src/persistence/ClickRepository.ts"
-import { SnapshotStore } from "../../src/persistence/SnapshotStore.ts"
-import { storageLayer } from "../support/StorageLayer.ts"
+import { pageServices, sharedDatabase } from "../support/PageServices.ts"
 import { storageModes } from "../support/StorageModes.ts"
 
-/**
- * One database per storage mode for the whole file, migrated once; each test uses pages of its own. A "life" of
- * the service is the page actors and everything they use but the database (click log writer, repositories,
- * metrics), configured from `env` as the environment would: a test that restarts the service builds a second life
- * over the same database.
- */
-const sharedDatabase = (mode: ReturnType<typeof storageModes>[number]) =>
-  Layer.unwrapScoped(
-    Effect.acquireRelease(Effect.promise(mode.make), (storage) =>
-      Effect.promise(() => storage.dispose()),
-    ).pipe(
-      Effect.map((storage) => storageLayer({ ...storage, env: { ...storage.env, LOG_LEVEL: "error" } })),
-    ),
-  )
-
+/** The page actor host over `pageServices(env)`: one life of the service. */
 const life = (env: Record<string, string> = {}) =>
-  PageActorHost.Default.pipe(
-    Layer.provide(PageBehaviour.Default),
-    Layer.provideMerge(PageEvents.Default),
-    Layer.provideMerge(Layer.mergeAll(ClickLog.Default, ClickRepository.Default, SnapshotStore.Default)),
-    Layer.provideMerge(Metrics.Default),
-    Layer.provideMerge(AppConfig.Default),
-    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))),
-  )
+  PageActorHost.Default.pipe(Layer.provideMerge(pageServices(env)))
 
 /** Clicks around three centres, deterministic. */
 const clicks = Array.from({ length: 12 }, (_, i) => {

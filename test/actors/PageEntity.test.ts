@@ -1,40 +1,16 @@
 import { Entity, ShardingConfig } from "@effect/cluster"
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { ConfigProvider, Effect, Layer, Option, TestServices } from "effect"
-import { PageBehaviour } from "../../src/actors/PageBehaviour.ts"
+import { Effect, Layer, Option, TestServices } from "effect"
 import { PageEntityLive } from "../../src/actors/PageEntity.ts"
-import { PageEvents } from "../../src/actors/PageEvents.ts"
 import { Page } from "../../src/actors/PageProtocol.ts"
-import { AppConfig } from "../../src/Config.ts"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
-import { Metrics } from "../../src/Metrics.ts"
-import { ClickLog } from "../../src/persistence/ClickLog.ts"
-import { ClickRepository } from "../../src/persistence/ClickRepository.ts"
-import { SnapshotStore } from "../../src/persistence/SnapshotStore.ts"
-import { storageLayer } from "../support/StorageLayer.ts"
+import { pageServices, sharedDatabase } from "../support/PageServices.ts"
 import { storageModes } from "../support/StorageModes.ts"
 
-/** One migrated database per storage mode for the file; each test uses pages of its own. */
-const sharedDatabase = (mode: ReturnType<typeof storageModes>[number]) =>
-  Layer.unwrapScoped(
-    Effect.acquireRelease(Effect.promise(mode.make), (storage) =>
-      Effect.promise(() => storage.dispose()),
-    ).pipe(
-      Effect.map((storage) => storageLayer({ ...storage, env: { ...storage.env, LOG_LEVEL: "error" } })),
-    ),
-  )
-
-/** The page entity as the engine hosts it, over the database in context; one life per call. */
+/** The page entity as the engine hosts it, over `pageServices(env)`; one life per call. */
 const entityLife = (env: Record<string, string> = {}) =>
-  PageEntityLive.pipe(
-    Layer.provideMerge(PageBehaviour.Default),
-    Layer.provideMerge(PageEvents.Default),
-    Layer.provideMerge(Layer.mergeAll(ClickLog.Default, ClickRepository.Default, SnapshotStore.Default)),
-    Layer.provideMerge(Metrics.Default),
-    Layer.provideMerge(AppConfig.Default),
-    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))),
-  )
+  PageEntityLive.pipe(Layer.provideMerge(pageServices(env)))
 
 /** A client of one page entity, hosted in this test (no runners, no network), for one life. */
 const pageClient = (page: string, env?: Record<string, string>) =>

@@ -66,3 +66,60 @@ export const comparable = (answer: Answer) => ({
   contentType: answer.contentType,
   body: answer.body,
 })
+
+/** A click body with any values, well-typed or not. */
+export const click = (page: unknown, x: unknown, y: unknown, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ page_uuid: page, coordinates: { x, y }, ...extra })
+
+/** A click body with `inner` inside `depth` arrays at one place (the body's own object adds a level, x two). */
+export const nested = (depth: number, inner: string, where: "page_uuid" | "x" | "extra") => {
+  const value = `${"[".repeat(depth)}${inner}${"]".repeat(depth)}`
+  if (where === "page_uuid") return `{"page_uuid":${value},"coordinates":{"x":0.5,"y":0.5}}`
+  if (where === "x") return `{"page_uuid":"p","coordinates":{"x":${value},"y":0.5}}`
+  return `{"page_uuid":"p","coordinates":{"x":0.5,"y":0.5},"extra":${value}}`
+}
+
+/** Bodies no endpoint accepts: malformed JSON, wrong shapes, values out of range. */
+export const refused: ReadonlyArray<string> = [
+  "",
+  "{",
+  '{"page_uuid":',
+  "null",
+  "[]",
+  '"text"',
+  "42",
+  "{}",
+  click("", 0.5, 0.5),
+  click(7, 0.5, 0.5),
+  click("p".repeat(513), 0.5, 0.5),
+  click("p", 1.5, 0.5),
+  click("p", 0.5, -0.01),
+  click("p", "0.5", 0.5),
+  click("p", null, 0.5),
+  '{"page_uuid":"p","coordinates":{"x":1e400,"y":0.5}}',
+  '{"page_uuid":"p","coordinates":null}',
+  '{"page_uuid":"p","coordinates":[0.5,0.5]}',
+  // Page ids Postgres would not store as sent: lone surrogates and NUL, as JSON escapes.
+  '{"page_uuid":"x\\ud800","coordinates":{"x":0.5,"y":0.5}}',
+  '{"page_uuid":"x\\udfff","coordinates":{"x":0.5,"y":0.5}}',
+  '{"page_uuid":"\\udc00\\ud800","coordinates":{"x":0.5,"y":0.5}}',
+  '{"page_uuid":"x\\u0000","coordinates":{"x":0.5,"y":0.5}}',
+  // Blank bodies: one answer, as for the empty one.
+  " ",
+  "\n\t\r ",
+  // Nested deeper than the limit (32), at several depths and places; once a stack overflow (500/503).
+  nested(33, '"p"', "page_uuid"),
+  nested(3000, "", "page_uuid"),
+  nested(8000, "", "page_uuid"),
+  nested(33, "0.5", "x"),
+  nested(3000, "0.5", "x"),
+  nested(32, "1", "extra"),
+  nested(5000, "1", "extra"),
+  `{"extra":${'{"a":'.repeat(2500)}1${"}".repeat(2500)},"page_uuid":"p","coordinates":{"x":0.5,"y":0.5}}`,
+  "[".repeat(6000),
+]
+/** Saves also refuse a request id that is not a UUID (a prediction ignores the field). */
+export const refusedSaves: ReadonlyArray<string> = [
+  ...refused,
+  click("p", 0.5, 0.5, { request_id: "not-a-uuid" }),
+]
