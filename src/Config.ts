@@ -68,7 +68,14 @@ export class AppConfig extends Effect.Service<AppConfig>()("AppConfig", {
   effect: Effect.gen(function* () {
     return {
       host: yield* Config.string("HOST").pipe(Config.withDefault("0.0.0.0")),
-      port: yield* Config.port("PORT").pipe(Config.withDefault(8000)),
+      /** 0: any free port, chosen by the kernel (tests serve side by side that way). */
+      port: yield* Config.integer("PORT").pipe(
+        Config.validate({
+          message: "PORT must be a port number from 0 to 65535 (0: any free port)",
+          validation: (n) => n >= 0 && n <= 65_535,
+        }),
+        Config.withDefault(8000),
+      ),
       /** Postgres server to use; none → the embedded database under `dataDir`. */
       databaseUrl: yield* Config.option(Config.redacted("DATABASE_URL")),
       dataDir: yield* Config.string("DATA_DIR").pipe(Config.withDefault("./data")),

@@ -50,14 +50,11 @@ const serviceLayer = (env: Record<string, string>, sink: Array<string>) => {
       ),
     ),
   )
-  // PORT cannot say "any free port" (Config.port refuses 0): the port alone is set after the environment is read,
-  // so the kernel picks it and no other test can take it between choosing and listening.
-  const config = Layer.effect(
-    AppConfig,
-    Effect.map(AppConfig, (read) => AppConfig.make({ ...read, port: 0 })),
-  ).pipe(
-    Layer.provide(AppConfig.Default),
-    Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))),
+  // PORT 0: the kernel picks the port, so no other test can take it between choosing and listening.
+  const config = AppConfig.Default.pipe(
+    Layer.provide(
+      Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries({ ...env, PORT: "0" })))),
+    ),
   )
   return HttpLive.pipe(Layer.provide(CoreLive), Layer.provide(logging), Layer.provide(config))
 }
