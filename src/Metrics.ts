@@ -14,6 +14,7 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
     collectDefaultMetrics({ register: registry })
     const registers = [registry]
     let actorsSource = { active: () => 0, mailboxDepth: () => 0 }
+    let clusterSource = { shardsOwned: () => 0, entitiesActive: () => 0 }
     return {
       registry,
       httpRequests: new Counter({
@@ -102,6 +103,46 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
         labelNames: ["operation"] as const,
         registers,
       }),
+      clusterShardsOwned: new Gauge({
+        name: "cluster_shards_owned",
+        help: "Shards whose lock this runner holds (cluster mode; 0 in one process).",
+        registers,
+        collect() {
+          this.set(clusterSource.shardsOwned())
+        },
+      }),
+      clusterEntitiesActive: new Gauge({
+        name: "cluster_entities_active",
+        help: "Page entities the cluster engine keeps on this runner for messages forwarded to it (cluster mode).",
+        registers,
+        collect() {
+          this.set(clusterSource.entitiesActive())
+        },
+      }),
+      messagesForwarded: new Counter({
+        name: "cluster_messages_forwarded_total",
+        help: "Page messages sent to the runner owning the page, by outcome (ok, refused, failed, timeout).",
+        labelNames: ["outcome"] as const,
+        registers,
+      }),
+      forwardDuration: new Histogram({
+        name: "cluster_forward_duration_seconds",
+        help: "Time from forwarding a page message to its owner's answer.",
+        buckets: latencyBuckets,
+        registers,
+      }),
+      pagesReleased: new Counter({
+        name: "cluster_pages_released_total",
+        help: "Pages let go from memory because their shard moved to another runner.",
+        registers,
+      }),
+      /** Lets the cluster layer report its shards and entities when scraped. */
+      observeCluster: (source: {
+        readonly shardsOwned: () => number
+        readonly entitiesActive: () => number
+      }) => {
+        clusterSource = source
+      },
       /** Lets the actor host report its size when scraped. */
       observeActors: (source: { readonly active: () => number; readonly mailboxDepth: () => number }) => {
         actorsSource = source
