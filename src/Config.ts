@@ -160,6 +160,17 @@ export class AppConfig extends Effect.Service<AppConfig>()("AppConfig", {
       /** Complete headers within `headers`, the whole request within `request`; idle keep-alive kept `keepAlive`. */
       httpTimeouts: yield* httpTimeouts,
       adminToken: yield* Config.option(Config.redacted("ADMIN_TOKEN")),
+      /** Webhooks (README, Webhooks): whether receivers may be on loopback or private networks (never link-local). */
+      webhookAllowPrivate: yield* Config.boolean("WEBHOOK_ALLOW_PRIVATE").pipe(Config.withDefault(false)),
+      webhookTimeout: yield* positiveDuration("WEBHOOK_TIMEOUT", "10 seconds"),
+      webhookMaxAttempts: yield* positiveInt("WEBHOOK_MAX_ATTEMPTS", 8),
+      /** The wait before the second attempt; each next one doubles (with jitter), up to WEBHOOK_BACKOFF_MAX. */
+      webhookBackoff: yield* positiveDuration("WEBHOOK_BACKOFF", "10 seconds"),
+      webhookBackoffMax: yield* positiveDuration("WEBHOOK_BACKOFF_MAX", "1 hour"),
+      webhookConcurrency: yield* positiveInt("WEBHOOK_CONCURRENCY", 8),
+      webhookPollInterval: yield* positiveDuration("WEBHOOK_POLL_INTERVAL", "1 second"),
+      /** How long a finished export job's file is kept for download. */
+      exportRetention: yield* positiveDuration("EXPORT_RETENTION", "24 hours"),
       logLevel: yield* Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),
       /** OTLP/HTTP collector base URL (the standard variable); none → spans are not exported. */
       otlpEndpoint: yield* Config.option(Config.url("OTEL_EXPORTER_OTLP_ENDPOINT")),

@@ -143,6 +143,28 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
       }) => {
         clusterSource = source
       },
+      webhookDeliveries: new Counter({
+        name: "webhook_deliveries_total",
+        help: "Webhook delivery attempts, by outcome: delivered, retry (failed, tried again later), dead (attempts exhausted).",
+        labelNames: ["outcome"] as const,
+        registers,
+      }),
+      webhookLatency: new Histogram({
+        name: "webhook_delivery_duration_seconds",
+        help: "Time of one webhook delivery attempt, from the request to the receiver's answer (or the failure).",
+        buckets: latencyBuckets,
+        registers,
+      }),
+      webhookOutboxDepth: new Gauge({
+        name: "webhook_outbox_depth",
+        help: "Webhook deliveries pending (not yet delivered nor dead), as the delivery worker last read it.",
+        registers,
+      }),
+      webhookOutboxAge: new Gauge({
+        name: "webhook_outbox_oldest_age_seconds",
+        help: "Age of the oldest pending webhook delivery's event, as the delivery worker last read it (0: none).",
+        registers,
+      }),
       /** Lets the actor host report its size when scraped. */
       observeActors: (source: { readonly active: () => number; readonly mailboxDepth: () => number }) => {
         actorsSource = source
