@@ -7,8 +7,10 @@ import { ClickChain, ClickLog } from "../persistence/ClickLog.ts"
 import { ClickRepository, type KeyedClick } from "../persistence/ClickRepository.ts"
 import { CommitTicket } from "../persistence/CommitTicket.ts"
 import { withDeadline } from "../persistence/DatabaseDeadline.ts"
+import type { ClickEvent } from "../persistence/Outbox.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
 import { IdempotencyConflict, storageUnavailable } from "../persistence/StorageErrors.ts"
+import { type PageInterest, WebhookInterest } from "../persistence/WebhookInterest.ts"
 import { PageEvents } from "./PageEvents.ts"
 import type { ErrorOf, PageTag, PayloadOf, SavedClick, SuccessOf } from "./PageProtocol.ts"
 
@@ -49,6 +51,8 @@ export interface PageState {
   snapshotAt: number
   /** Answers given to recent saves that carried a request id, so a duplicate gets the first answer at once. */
   answered: Map<string, { readonly x: number; readonly y: number; readonly reply: SaveDecision }> | undefined
+  /** The largest cluster, kept while a webhook subscription watches it; undefined: not known (computed on need). */
+  best: number | undefined
 }
 
 /** How many recent request ids a page remembers; older ones are found in the database. */
@@ -70,6 +74,8 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     const snapshots = yield* SnapshotStore
     const metrics = yield* Metrics
     const events = yield* PageEvents
+    /** What webhook subscriptions want of the clicks; a host without webhooks (some tests) decides no events. */
+    const webhooks = Option.getOrUndefined(yield* Effect.serviceOption(WebhookInterest))
     const radius = config.clusterRadius
     const snapshotIntervalMs = Duration.toMillis(config.snapshotInterval)
 
@@ -89,6 +95,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         snapshotSeq: replay.snapshotSeq,
         snapshotAt: clock.unsafeCurrentTimeMillis(),
         answered: undefined, // made on the first save with a request id: most pages never need it
+        best: undefined,
       }
     }
 
@@ -201,10 +208,15 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     ): SaveDecision => {
       const at = clock.unsafeCurrentTimeMillis()
       const before = state.clusters.size
+      const interest = webhooks?.forPage(state.page)
+      const bestBefore = interest?.bestChanged === true ? (state.best ?? state.clusters.largest()) : undefined
       const clusterIdx = state.clusters.assign(x, y, at)
       state.seq += 1
+      let caused: ReadonlyArray<ClickEvent> | undefined
+      if (interest === undefined) state.best = undefined
+      else caused = clickEvents(state, interest, clusterIdx, before, bestBefore)
       const committed = clickLog.append(
-        { page: state.page, seq: state.seq, x, y, clusterIdx, at, requestId },
+        { page: state.page, seq: state.seq, x, y, clusterIdx, at, requestId, events: caused },
         state.chain,
         deadline,
       )
@@ -214,6 +226,46 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       if (events.watched(state.page))
         tellOnCommit(state.page, isNew, state.clusters.summary(clusterIdx), committed)
       return { clusterIdx, isNew, committed }
+    }
+
+    /**
+     * The webhook events a click causes, decided with it in the page's order, so each is decided exactly once:
+     * a new cluster; a cluster's count reaching a watched threshold (counts grow by one, so each is reached
+     * once); the largest cluster changing (only the clicked cluster can overtake it; ties go to the lower index).
+     * They are written to the outbox with the click, in its transaction (ClickLog).
+     */
+    const clickEvents = (
+      state: PageState,
+      interest: PageInterest,
+      clusterIdx: number,
+      sizeBefore: number,
+      bestBefore: number | undefined,
+    ): ReadonlyArray<ClickEvent> | undefined => {
+      const clusters = state.clusters
+      const count = clusters.count(clusterIdx)
+      let caused: Array<ClickEvent> | undefined
+      const add = (event: Omit<ClickEvent, "clusterIdx" | "centroidX" | "centroidY" | "count">) => {
+        const { x, y } = clusters.centroid(clusterIdx)
+        caused ??= []
+        caused.push({ ...event, clusterIdx, centroidX: x, centroidY: y, count })
+      }
+      if (interest.created && clusterIdx === sizeBefore) add({ type: "cluster.created" })
+      if (interest.thresholds.has(count)) add({ type: "cluster.threshold_reached", threshold: count })
+      if (bestBefore === undefined) state.best = undefined
+      else {
+        const overtakes =
+          bestBefore === PageClusters.NONE ||
+          (clusterIdx !== bestBefore &&
+            (count > clusters.count(bestBefore) ||
+              (count === clusters.count(bestBefore) && clusterIdx < bestBefore)))
+        state.best = overtakes ? clusterIdx : bestBefore
+        if (overtakes)
+          add({
+            type: "page.best_cluster_changed",
+            previousClusterIdx: bestBefore === PageClusters.NONE ? null : bestBefore,
+          })
+      }
+      return caused
     }
 
     /** Tells the page's watchers of the cluster as this click left it, once (and only if) the click is committed. */

@@ -1,9 +1,10 @@
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Cause, Duration, Effect, Schedule } from "effect"
+import { Cause, Duration, Effect, Option, Schedule } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { type CommitError, CommitTicket } from "./CommitTicket.ts"
 import { withDeadline } from "./DatabaseDeadline.ts"
+import { type ClickEvent, clickEvent, OutboxSignal, writeOutbox } from "./Outbox.ts"
 import { IdempotencyConflict, StorageUnavailable } from "./StorageErrors.ts"
 
 /** One click as stored. */
@@ -16,6 +17,8 @@ export interface ClickRecord {
   /** Epoch milliseconds. */
   readonly at: number
   readonly requestId: string | null
+  /** The webhook events the click causes (usually none): written to the outbox with it, in its transaction. */
+  readonly events?: ReadonlyArray<ClickEvent> | undefined
 }
 
 /**
@@ -76,6 +79,10 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     const sql = yield* SqlClient.SqlClient
     const config = yield* AppConfig
     const metrics = yield* Metrics
+    /** Wakes the webhook worker when a batch wrote events; absent where no worker runs. */
+    const outboxSignal = yield* Effect.serviceOption(OutboxSignal)
+    /** Whether the batch being written put events in the outbox (batches are written one at a time). */
+    let eventsWritten = false
     const capacity = config.writerBatchSize * 4
     const timeoutMs = Duration.toMillis(config.dbTimeout)
     const waiting: Array<Pending> = []
@@ -142,7 +149,10 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
             FROM batch b
             WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.page_uuid = b.page_uuid AND i.seq = b.seq)
           `
-          if (skipped.length === 0) return new Map<number, CommitError>()
+          if (skipped.length === 0) {
+            yield* outbox(clicks, new Map())
+            return new Map<number, CommitError>()
+          }
           const failures = new Map<number, CommitError>()
           const firstSkippedSeq = new Map<string, number>()
           for (const row of skipped) {
@@ -173,9 +183,27 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
               )
             `
           }
+          yield* outbox(clicks, failures)
           return failures
         }),
       )
+
+    /**
+     * The events of the batch's stored clicks (not the skipped or undone ones) into the outbox, in the batch's
+     * transaction; nothing at all when no click of the batch has an event (the usual case).
+     */
+    const outbox = (clicks: ReadonlyArray<Pending>, failures: ReadonlyMap<number, CommitError>) => {
+      let events: Array<ReturnType<typeof clickEvent>> | undefined
+      clicks.forEach((p, i) => {
+        const caused = p.record.events
+        if (caused === undefined || caused.length === 0 || failures.has(i)) return
+        events ??= []
+        for (const event of caused) events.push(clickEvent(p.record.page, p.record.at, event))
+      })
+      if (events === undefined) return Effect.void
+      eventsWritten = true
+      return writeOutbox(sql, events)
+    }
 
     /**
      * Prepares a batch: a click whose page already failed, or whose deadline passed while it waited, fails
@@ -225,7 +253,10 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
       }
       if (live.length === 0) return
       const oldest = Math.min(...live.map((p) => p.deadline))
+      eventsWritten = false
       const outcome = yield* insert(live).pipe(withDeadline(Duration.millis(oldest - start)), Effect.either)
+      // After the commit, so the worker it wakes sees the deliveries.
+      if (eventsWritten && outcome._tag === "Right") Option.map(outboxSignal, (signal) => signal.notify())
       if (outcome._tag === "Left") {
         metrics.databaseErrors.inc({ operation: "click_log_insert" })
         yield* Effect.logWarning("click log batch failed", outcome.left)

@@ -6,11 +6,15 @@ import { AppConfig } from "../Config.ts"
 import { EmbeddedPostgres } from "./EmbeddedPostgres.ts"
 import createClicks from "./migrations/0001_create_clicks.ts"
 import createPageSnapshots from "./migrations/0002_create_page_snapshots.ts"
+import createWebhooks from "./migrations/0003_create_webhooks.ts"
+import createExportJobs from "./migrations/0004_create_export_jobs.ts"
 
 /** The schema's history: one numbered migration per concern, run in the order of their numbers. */
 const migrations = Migrator.fromRecord({
   "0001_create_clicks": createClicks,
   "0002_create_page_snapshots": createPageSnapshots,
+  "0003_create_webhooks": createWebhooks,
+  "0004_create_export_jobs": createExportJobs,
 })
 
 /** Id of the newest migration (readiness requires the database to have it), read from the record as the migrator reads it. */
