@@ -6,9 +6,13 @@ import { Metrics } from "./Metrics.ts"
 import { ActivityRepository } from "./persistence/ActivityRepository.ts"
 import { ClickLog } from "./persistence/ClickLog.ts"
 import { ClickRepository } from "./persistence/ClickRepository.ts"
+import { OutboxSignal } from "./persistence/Outbox.ts"
 import { Readiness } from "./persistence/Readiness.ts"
 import { SnapshotStore } from "./persistence/SnapshotStore.ts"
 import { SqlLive } from "./persistence/Sql.ts"
+import { WebhookInterest } from "./persistence/WebhookInterest.ts"
+import { WebhookStore } from "./persistence/WebhookStore.ts"
+import { WebhookWorkerLive } from "./webhooks/WebhookWorker.ts"
 
 /** The database (migrated) and everything that reads or writes it. */
 export const StorageLive = Layer.mergeAll(
@@ -17,7 +21,12 @@ export const StorageLive = Layer.mergeAll(
   SnapshotStore.Default,
   ActivityRepository.Default,
   Readiness.Default,
-).pipe(Layer.provideMerge(SqlLive))
+  WebhookStore.Default,
+).pipe(
+  // Shared: the click log wakes the webhook worker, the actors and the API read and change the subscriptions.
+  Layer.provideMerge(Layer.mergeAll(WebhookInterest.Default, OutboxSignal.Default)),
+  Layer.provideMerge(SqlLive),
+)
 
 /** The page actor host with its behaviour, and the pages' live cluster changes (for watchers of a page). */
 export const ActorsLive = PageActorHost.Default.pipe(
@@ -25,5 +34,8 @@ export const ActorsLive = PageActorHost.Default.pipe(
   Layer.provideMerge(PageEvents.Default),
 )
 
-/** Everything but HTTP: actors, storage and metrics; needs only the configuration. */
-export const CoreLive = ActorsLive.pipe(Layer.provideMerge(StorageLive), Layer.provideMerge(Metrics.Default))
+/** Everything but HTTP: actors, the webhook delivery worker, storage and metrics; needs only the configuration. */
+export const CoreLive = Layer.merge(ActorsLive, WebhookWorkerLive).pipe(
+  Layer.provideMerge(StorageLive),
+  Layer.provideMerge(Metrics.Default),
+)

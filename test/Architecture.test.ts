@@ -5,11 +5,11 @@ import { describe, expect, it } from "@effect/vitest"
 import ts from "typescript"
 
 /**
- * The layers point one way: domain ← persistence ← actors ← http ← main/cli. Each module may import its own layer
+ * The layers point one way: domain ← persistence ← actors ← webhooks ← http ← main/cli. Each module may import its own layer
  * and the layers below it; the root's shared infrastructure (configuration, metrics, tracing) sits under
  * everything but the domain, which imports nothing outside itself.
  */
-type Layer = "domain" | "infrastructure" | "persistence" | "actors" | "http" | "main"
+type Layer = "domain" | "infrastructure" | "persistence" | "actors" | "webhooks" | "http" | "main"
 
 const infrastructure = new Set(["src/Config.ts", "src/Metrics.ts", "src/Tracing.ts"])
 
@@ -21,6 +21,7 @@ const layerOf = (file: string): Layer => {
     case "domain":
     case "persistence":
     case "actors":
+    case "webhooks":
     case "http":
       return area
     default:
@@ -34,8 +35,11 @@ const allowed: Record<Layer, ReadonlySet<Layer>> = {
   infrastructure: new Set(["infrastructure"]),
   persistence: new Set(["domain", "infrastructure", "persistence"]),
   actors: new Set(["domain", "infrastructure", "persistence", "actors"]),
-  http: new Set(["domain", "infrastructure", "persistence", "actors", "http"]),
-  main: new Set(["domain", "infrastructure", "persistence", "actors", "http", "main"]),
+  // Webhook delivery (outgoing HTTP) works on the stored outbox: it needs storage, never the page actors, and the
+  // HTTP API manages it (subscriptions, deliveries), so it sits between the two.
+  webhooks: new Set(["domain", "infrastructure", "persistence", "actors", "webhooks"]),
+  http: new Set(["domain", "infrastructure", "persistence", "actors", "webhooks", "http"]),
+  main: new Set(["domain", "infrastructure", "persistence", "actors", "webhooks", "http", "main"]),
 }
 
 /**
