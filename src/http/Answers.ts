@@ -1,5 +1,6 @@
 import { HttpApiSchema } from "@effect/platform"
 import { Either, ParseResult, Schema, SchemaAST } from "effect"
+import { plainCheckOf, Undecided } from "./PlainSchema.ts"
 import type { Declared, DeclaredEndpoint, DeclaredGroup } from "./Routes.ts"
 
 /** An answer ready to write on a `node:http` response: what the HttpApi would write for the same value. */
@@ -55,9 +56,28 @@ const toAnswer = (getStatus: (ast: SchemaAST.AST) => number) => (ast: SchemaAST.
 const encoderOf = (getStatus: (ast: SchemaAST.AST) => number, members: ReadonlyArray<SchemaAST.AST>) =>
   Schema.encodeUnknownEither(Schema.Union(...members.map(toAnswer(getStatus))))
 
-/** An endpoint's success values as answers, as the HttpApi encodes them (Schema encode, then JSON). */
-export const successAnswers = (endpoint: DeclaredEndpoint) =>
-  encoderOf(HttpApiSchema.getStatusSuccessAST, membersOf(endpoint.successSchema.ast))
+/**
+ * An endpoint's success values as answers, as the HttpApi encodes them (Schema encode, then JSON). A success of
+ * one JSON member without transformations is checked by its plain check (PlainSchema.ts: what encoding it would
+ * give, without the parser's machinery); a value the check does not accept gets the parser's own answer.
+ */
+export const successAnswers = (endpoint: DeclaredEndpoint) => {
+  const members = membersOf(endpoint.successSchema.ast)
+  const encode = encoderOf(HttpApiSchema.getStatusSuccessAST, members)
+  const only = members.length === 1 ? members[0] : undefined
+  if (only === undefined || HttpApiSchema.isVoid(only)) return encode
+  const encoding = HttpApiSchema.getEncoding(only)
+  const plain = plainCheckOf(only)
+  if (plain === undefined || encoding.kind !== "Json") return encode
+  const status = HttpApiSchema.getStatusSuccessAST(only)
+  const contentType = encoding.contentType
+  return (value: unknown): Either.Either<Answer, ParseResult.ParseError> => {
+    const encoded = plain(value)
+    return encoded === Undecided
+      ? encode(value)
+      : Either.right({ status, contentType, body: JSON.stringify(encoded) })
+  }
+}
 
 /** Errors of the given schemas as answers, with the status each declares (500 when it declares none). */
 export const errorAnswersOf = (schemas: ReadonlyArray<Declared>) => {

@@ -4,6 +4,7 @@ import { Cause, Effect, Either, Exit, type Fiber, FiberSet, Option, ParseResult,
 import { Metrics } from "../Metrics.ts"
 import { type Answer, apiErrorAnswers, successAnswers } from "./Answers.ts"
 import { internalError, logDefect, toApiError } from "./ErrorResponses.ts"
+import { plainCheck, Undecided } from "./PlainSchema.ts"
 import {
   bodyText,
   malformedJson,
@@ -14,6 +15,9 @@ import {
 } from "./RequestBody.ts"
 import { currentRequestFacts, type RequestFacts, RequestObserver } from "./RequestObservability.ts"
 import { type DeclaredEndpoint, type DeclaredGroup, endpointsOf } from "./Routes.ts"
+import { securityHeaders } from "./ServerConnections.ts"
+
+const securityHeaderList = Object.entries(securityHeaders).flat()
 
 /**
  * A value an implementation answers at once, without a fiber, for `page` (the request log's page); `settled`, when
@@ -26,6 +30,20 @@ export class Now<A, E> {
     readonly page: string,
     readonly settled?: (listener: (error: E | undefined) => void) => void,
   ) {}
+}
+
+/**
+ * A schema's decoder that tries its plain check first (PlainSchema.ts): a valid request is decoded without the
+ * parser's machinery; anything the check does not accept gets the parser's own answer.
+ */
+const decodeFast = <A, I>(schema: Schema.Schema<A, I>) => {
+  const decode = Schema.decodeUnknownEither(schema)
+  const plain = plainCheck(schema)
+  if (plain === undefined) return decode
+  return (input: unknown): Either.Either<A, ParseResult.ParseError> => {
+    const value = plain(input)
+    return value === Undecided ? decode(input) : Either.right(value)
+  }
 }
 
 /** What one endpoint's implementation returns: an effect, run on a fiber of the lane, or a value now. */
@@ -66,8 +84,8 @@ export const route = <Name extends string, Payload, Headers, Success, Error, Api
     endpoint.payloadSchema,
     () => new globalThis.Error(`the fast lane serves endpoints with a payload (${endpoint.name})`),
   )
-  const decodePayload = Schema.decodeUnknownEither(payloadSchema)
-  const decodeHeaders = Option.map(endpoint.headersSchema, (schema) => Schema.decodeUnknownEither(schema))
+  const decodePayload = decodeFast(payloadSchema)
+  const decodeHeaders = Option.map(endpoint.headersSchema, decodeFast)
   const encodeSuccess = successAnswers(endpoint)
   const answerValue = (reply: Reply, value: Success, page: string | undefined) => {
     const answer = encodeSuccess(value)
@@ -168,11 +186,15 @@ export const makeFastLane = Effect.fnUntraced(function* (
     answer(answer: Answer, page: string | undefined) {
       if (this.answered) return
       this.answered = true
-      const headers: Record<string, string | number> = {
-        "content-length": Buffer.byteLength(answer.body),
-        "x-request-id": this.requestId,
-      }
-      if (answer.contentType !== undefined) headers["content-type"] = answer.contentType
+      // One flat list: Node writes it without building a header map (unless one was set before, e.g. connection).
+      const headers: Array<string | number> = [
+        "content-length",
+        Buffer.byteLength(answer.body),
+        "x-request-id",
+        this.requestId,
+        ...securityHeaderList,
+      ]
+      if (answer.contentType !== undefined) headers.push("content-type", answer.contentType)
       this.response.writeHead(answer.status, headers)
       this.response.end(answer.body)
       observer.answered({

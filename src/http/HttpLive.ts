@@ -17,15 +17,19 @@ import { corsForBrowsers, leftForCors } from "./Cors.ts"
 import { cacheableDocs } from "./DocsCache.ts"
 import { ErrorResponsesLive } from "./ErrorResponses.ts"
 import { ExportHttpLive } from "./ExportHttp.ts"
+import { ExportJobsLive } from "./ExportJobsHttp.ts"
 import { OpsHttpLive } from "./OpsHttp.ts"
 import { PagesHttpLive } from "./PagesHttp.ts"
 import { rateLimitsConfigured } from "./RateLimit.ts"
 import { observeRequests, RequestObserver } from "./RequestObservability.ts"
 import { DocsPaths } from "./Routes.ts"
-import { answerClosing, ServerConnections } from "./ServerConnections.ts"
+import { answerClosing, ServerConnections, securityHeaders } from "./ServerConnections.ts"
 import { ServerDraining } from "./ServerDraining.ts"
 import { TrackerFastLane } from "./TrackerFastLane.ts"
 import { TrackerHttpLive } from "./TrackerHttp.ts"
+import { WebhooksHttpLive } from "./WebhooksHttp.ts"
+
+const securityHeaderList = Object.entries(securityHeaders)
 
 /** The API with its handlers and error mapping. */
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
@@ -35,6 +39,8 @@ export const ApiLive = HttpApiBuilder.api(Api).pipe(
     BrowserHttpLive,
     OpsHttpLive,
     ExportHttpLive,
+    WebhooksHttpLive,
+    ExportJobsLive,
     ErrorResponsesLive,
   ]),
 )
@@ -119,13 +125,18 @@ const NodeServerLive = Layer.scoped(
           // Requests the lane leaves: those a browser sends cross-origin (CORS, Cors.ts), and every one when
           // ingestion rate limits are configured (the HttpApi applies them, RateLimit.ts).
           const leaves = leftForCors(config.corsOrigins)
+          // The lane writes its headers in one go; the framework's answers get the security headers here.
+          const framework = (request: IncomingMessage, response: ServerResponse) => {
+            for (const [name, value] of securityHeaderList) response.setHeader(name, value)
+            effectApp(request, response)
+          }
           app =
             config.httpFastLane && !rateLimitsConfigured(config)
               ? (request, response) => {
                   if (leaves(request.headers) || !fastLane.handle(request, response))
-                    effectApp(request, response)
+                    framework(request, response)
                 }
-              : effectApp
+              : framework
           // This scope closes before the services the app uses: drain here, while they still serve.
           yield* Effect.addFinalizer(() =>
             draining.begin.pipe(

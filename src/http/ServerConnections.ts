@@ -41,6 +41,7 @@ export const answerClosing = (response: ServerResponse, error: ConnectionError) 
     "content-type": "application/json",
     "content-length": Buffer.byteLength(body),
     connection: "close",
+    ...securityHeaders,
   })
   response.end(body)
 }
@@ -62,7 +63,17 @@ export class ServerConnections {
   private sweeper: ReturnType<typeof setInterval> | undefined
   private readonly onDrained: Array<() => void> = []
 
+  /** A finished response's `close` listener, one for all (`this` is the response): none is made per request. */
+  private readonly forget: (this: ServerResponse) => void
+
   constructor(private readonly server: Server) {
+    const { open, idleSince } = this
+    const connections = this
+    this.forget = function (this: ServerResponse) {
+      const socket = open.get(this)
+      open.delete(this)
+      if (connections.draining && socket !== undefined) idleSince.set(socket, performance.now())
+    }
     server.on("connection", (socket: Socket) => {
       this.sockets.add(socket)
       socket.once("close", () => {
@@ -75,7 +86,6 @@ export class ServerConnections {
     )
     server.on("checkExpectation", (request: IncomingMessage, response: ServerResponse) => {
       this.track(request, response)
-      response.setHeader("x-content-type-options", securityHeaders["x-content-type-options"])
       answerClosing(
         response,
         new ExpectationFailed({ message: `unsupported Expect: ${request.headers.expect ?? ""}` }),
@@ -89,7 +99,6 @@ export class ServerConnections {
    */
   admit(request: IncomingMessage, response: ServerResponse): boolean {
     this.track(request, response)
-    response.setHeader("x-content-type-options", securityHeaders["x-content-type-options"])
     if (this.draining) {
       // Read the body first: closing a socket with unread data resets it, and the client would lose the answer.
       request.once("end", () => answerClosing(response, shuttingDown()))
@@ -144,12 +153,8 @@ export class ServerConnections {
   }
 
   private track(request: IncomingMessage, response: ServerResponse) {
-    const socket = request.socket
-    this.open.set(response, socket)
-    response.once("close", () => {
-      this.open.delete(response)
-      if (this.draining) this.idleSince.set(socket, performance.now())
-    })
+    this.open.set(response, request.socket)
+    response.on("close", this.forget)
   }
 
   private busySockets() {
