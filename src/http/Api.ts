@@ -5,6 +5,19 @@ import { PageBusy, PageNotFound } from "../actors/PageErrors.ts"
 import { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { AdminAuth } from "./AdminAuth.ts"
 import { ExportFormat } from "./ExportFormat.ts"
+import {
+  DeliveriesQuery,
+  DeliveryIdParam,
+  DeliveryPage,
+  ExportJob,
+  ExportJobNotFound,
+  ExportNotReady,
+  Webhook,
+  Delivery as WebhookDelivery,
+  WebhookEventType,
+  WebhookNotFound,
+  WebhookWithSecret,
+} from "./WebhookSchemas.ts"
 
 /** A relative position on the page: a finite number in [0, 1]. */
 const Coordinate = Schema.Number.pipe(Schema.finite(), Schema.between(0, 1))
@@ -427,6 +440,140 @@ export class AdminApi extends HttpApiGroup.make("admin")
   )
   .middleware(AdminAuth) {}
 
+/** A click count a subscription wants to hear of (cluster.threshold_reached). */
+const Threshold = Schema.Int.pipe(
+  Schema.between(1, 2_147_483_647, { message: () => "a threshold is a click count from 1 to 2147483647" }),
+)
+
+export const NewWebhook = Schema.Struct({
+  url: Schema.String.pipe(Schema.maxLength(2048, { message: () => "url must be at most 2048 characters" })),
+  events: Schema.Array(WebhookEventType).pipe(
+    Schema.minItems(1, { message: () => "events must name at least one event type" }),
+  ),
+  pages: Schema.optional(
+    Schema.Array(PageUuid).pipe(
+      Schema.minItems(1, {
+        message: () => "pages, when given, must name at least one page (omit it for every page)",
+      }),
+      Schema.maxItems(1000, { message: () => "pages must name at most 1000 pages" }),
+    ),
+  ),
+  thresholds: Schema.optional(
+    Schema.Array(Threshold).pipe(Schema.maxItems(100, { message: () => "at most 100 thresholds" })),
+  ),
+}).pipe(
+  Schema.filter(
+    (w) =>
+      !w.events.includes("cluster.threshold_reached") ||
+      (w.thresholds !== undefined && w.thresholds.length > 0) || {
+        path: ["thresholds"],
+        message: "cluster.threshold_reached needs at least one threshold",
+      },
+  ),
+)
+
+export const NewExportJob = Schema.Struct({
+  format: ExportFormat,
+  page: Schema.optional(PageUuid),
+})
+
+const WebhookId = HttpApiSchema.param("id", Schema.UUID)
+
+/** Webhook subscriptions and their deliveries (README, Webhooks); admin endpoints. */
+export class WebhooksApi extends HttpApiGroup.make("webhooks")
+  .add(
+    HttpApiEndpoint.post("createWebhook", "/webhooks")
+      .setPayload(NewWebhook)
+      .addSuccess(WebhookWithSecret, { status: 201 })
+      .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "Subscribe a URL to events")
+      .annotate(
+        OpenApi.Description,
+        "Events: cluster.created, cluster.threshold_reached (a cluster's click count reaches one of `thresholds`), page.best_cluster_changed, export.completed, export.failed; optionally of some `pages` only. The URL must be http(s) and resolve to no link-local or metadata address (nor loopback or private ones unless WEBHOOK_ALLOW_PRIVATE). Answers the subscription with its Standard Webhooks signing `secret`, shown only here and on rotation.",
+      ),
+  )
+  .add(
+    HttpApiEndpoint.get("listWebhooks", "/webhooks")
+      .addSuccess(Schema.Struct({ webhooks: Schema.Array(Webhook) }))
+      .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "Every subscription (without secrets)"),
+  )
+  .add(
+    HttpApiEndpoint.get("getWebhook")`/webhooks/${WebhookId}`
+      .addSuccess(Webhook)
+      .addError(WebhookNotFound)
+      .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "One subscription (without its secret)"),
+  )
+  .add(
+    HttpApiEndpoint.del("deleteWebhook")`/webhooks/${WebhookId}`
+      .addSuccess(HttpApiSchema.NoContent)
+      .addError(WebhookNotFound)
+      .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "Delete a subscription and its pending deliveries"),
+  )
+  .add(
+    HttpApiEndpoint.post("rotateWebhookSecret")`/webhooks/${WebhookId}/rotate-secret`
+      .addSuccess(WebhookWithSecret)
+      .addError(WebhookNotFound)
+      .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "A new signing secret; later attempts are signed with it"),
+  )
+  .add(
+    HttpApiEndpoint.get("listDeliveries")`/webhooks/${WebhookId}/deliveries`
+      .setUrlParams(DeliveriesQuery)
+      .addSuccess(DeliveryPage)
+      .addError(WebhookNotFound)
+      .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "A subscription's deliveries, with every attempt")
+      .annotate(
+        OpenApi.Description,
+        "In delivery id order, `limit` (default 100, at most 500) after the id `after`; optionally in one `state`: pending (due at next_attempt_at), delivered, dead (attempts exhausted). Each with its attempts: time, status, latency, error.",
+      ),
+  )
+  .add(
+    HttpApiEndpoint.post(
+      "retryDelivery",
+    )`/webhooks/${WebhookId}/deliveries/${HttpApiSchema.param("delivery", DeliveryIdParam)}/retry`
+      .addSuccess(WebhookDelivery)
+      .addError(WebhookNotFound)
+      .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "Send a delivery again now (a dead one gets a fresh round of attempts)"),
+  )
+  .middleware(AdminAuth) {}
+
+const ExportJobId = HttpApiSchema.param("id", Schema.UUID)
+
+/** Export jobs: an export run in the background, downloaded when done (README, Export jobs); admin endpoints. */
+export class ExportJobsApi extends HttpApiGroup.make("exportJobs")
+  .add(
+    HttpApiEndpoint.post("createExportJob", "/exports")
+      .setPayload(NewExportJob)
+      .addSuccess(ExportJob, { status: 202 })
+      .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "Start an export job")
+      .annotate(
+        OpenApi.Description,
+        "Answers at once with the job (202); the export runs in the background, survives a restart (it is run again), and export.completed or export.failed is sent to the subscribers of those events. The result is kept for EXPORT_RETENTION.",
+      ),
+  )
+  .add(
+    HttpApiEndpoint.get("getExportJob")`/exports/${ExportJobId}`
+      .addSuccess(ExportJob)
+      .addError(ExportJobNotFound)
+      .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "An export job's state, progress and row count"),
+  )
+  .add(
+    HttpApiEndpoint.get("downloadExportJob")`/exports/${ExportJobId}/download`
+      .addSuccess(HttpApiSchema.Text({ contentType: "application/x-ndjson" }))
+      .addError(ExportJobNotFound)
+      .addError(ExportNotReady)
+      .addError(StorageUnavailable)
+      .annotate(OpenApi.Summary, "A completed export job's file, streamed (CSV or NDJSON, as its format)"),
+  )
+  .middleware(AdminAuth) {}
+
 /** Sets every `additionalProperties: false` inside a JSON schema free, in place. */
 const openObjects = (schema: unknown): void => {
   if (!Predicate.isObject(schema)) return
@@ -506,6 +653,8 @@ export class Api extends HttpApi.make("click-clusters")
   .add(BrowserApi)
   .add(OpsApi)
   .add(AdminApi)
+  .add(WebhooksApi)
+  .add(ExportJobsApi)
   .addError(InvalidRequest)
   .addError(MalformedRequest)
   .addError(PayloadTooLarge)

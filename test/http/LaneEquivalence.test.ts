@@ -403,6 +403,22 @@ describe("a defect answers alike in every path", () => {
     HttpApiBuilder.group(Api, "admin", (h) => h.handle("exportSnapshots", die("exportSnapshots"))).pipe(
       Layer.provide(AdminAuthLive),
     ),
+    HttpApiBuilder.group(Api, "webhooks", (h) =>
+      h
+        .handle("createWebhook", die("createWebhook"))
+        .handle("listWebhooks", die("listWebhooks"))
+        .handle("getWebhook", die("getWebhook"))
+        .handle("deleteWebhook", die("deleteWebhook"))
+        .handle("rotateWebhookSecret", die("rotateWebhookSecret"))
+        .handle("listDeliveries", die("listDeliveries"))
+        .handle("retryDelivery", die("retryDelivery")),
+    ).pipe(Layer.provide(AdminAuthLive)),
+    HttpApiBuilder.group(Api, "exportJobs", (h) =>
+      h
+        .handle("createExportJob", die("createExportJob"))
+        .handle("getExportJob", die("getExportJob"))
+        .handle("downloadExportJob", die("downloadExportJob")),
+    ).pipe(Layer.provide(AdminAuthLive)),
   )
   const config = AppConfig.Default.pipe(
     Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["LOG_LEVEL", "error"]])))),

@@ -98,8 +98,8 @@ describe("OpenAPI document", () => {
         route,
         closed: [],
       })
-      // The batch's NDJSON and text/plain bodies are strings.
-      if (type !== "application/json") continue
+      // The batch's NDJSON and text/plain bodies are strings; the admin routes' bodies are not clicks.
+      if (type !== "application/json" || route === "POST /webhooks" || route === "POST /exports") continue
       // Still the click's shape (a batch: each item's): the fields a body must have.
       expect(schema).toMatchObject(route === "POST /clicks" ? { type: "array", items: click } : click)
     }
