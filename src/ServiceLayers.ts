@@ -1,7 +1,6 @@
 import { Layer } from "effect"
-import { PageActorHost } from "./actors/PageActorHost.ts"
-import { PageBehaviour } from "./actors/PageBehaviour.ts"
 import { PageEvents } from "./actors/PageEvents.ts"
+import { PageHostingLive } from "./actors/PageHosting.ts"
 import { Metrics } from "./Metrics.ts"
 import { ActivityRepository } from "./persistence/ActivityRepository.ts"
 import { ClickLog } from "./persistence/ClickLog.ts"
@@ -28,11 +27,11 @@ export const StorageLive = Layer.mergeAll(
   Layer.provideMerge(SqlLive),
 )
 
-/** The page actor host with its behaviour, and the pages' live cluster changes (for watchers of a page). */
-export const ActorsLive = PageActorHost.Default.pipe(
-  Layer.provide(PageBehaviour.Default),
-  Layer.provideMerge(PageEvents.Default),
-)
+/**
+ * The page actor host with its behaviour and the router in front of it (one process, or a runner of a cluster when
+ * RUNNER_ADDRESS is set), and the pages' live cluster changes (for watchers of a page).
+ */
+export const ActorsLive = PageHostingLive.pipe(Layer.provideMerge(PageEvents.Default))
 
 /** Everything but HTTP: actors, the webhook delivery worker, storage and metrics; needs only the configuration. */
 export const CoreLive = Layer.merge(ActorsLive, WebhookWorkerLive).pipe(

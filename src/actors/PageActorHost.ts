@@ -1,10 +1,11 @@
-import { Deferred, Duration, Effect, Either, Exit, FiberSet, Schedule } from "effect"
+import { Deferred, Duration, Effect, Either, Exit, FiberSet, Option, Schedule } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics } from "../Metrics.ts"
 import { StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { BoundedSet } from "./BoundedSet.ts"
 import { PageBehaviour, type PageState, type SaveDecision } from "./PageBehaviour.ts"
 import { PageBusy } from "./PageErrors.ts"
+import { PageOwnership } from "./PageOwnership.ts"
 import { changesState, type ErrorOf, type PageTag, type PayloadOf, type SuccessOf } from "./PageProtocol.ts"
 
 /**
@@ -17,6 +18,8 @@ interface Envelope {
   readonly deadline: number
   readonly serve: (state: PageState) => Effect.Effect<void>
   readonly fail: (error: StorageUnavailable) => void
+  /** Its sender was interrupted (the client hung up) before the actor looked at it: it is dropped, not served. */
+  cancelled: boolean
 }
 
 /** A page actor: its mailbox, its state once recovered, and whether a fiber is serving it now. */
@@ -65,6 +68,8 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
     /** Read synchronously (the fast path has no fiber); a TestClock in tests, so it drives passivation. */
     const clock = yield* Effect.clock
     const dbTimeoutMs = Duration.toMillis(config.dbTimeout)
+    /** In cluster mode, whether this runner holds a page's shard; undefined in one process (every page is ours). */
+    const isLocal = Option.getOrUndefined(yield* Effect.serviceOption(PageOwnership))?.isLocal
     const actors = new Map<string, Actor>()
     const idleMs = Duration.toMillis(config.actorIdleTimeout)
     const maxActive = config.maxActivePages
@@ -180,12 +185,13 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
      * from the empty state. Every click of a page goes through its actor, which takes the id out of the set first,
      * so the set never names a page with clicks.
      */
-    const knownEmpty = new BoundedSet<string>(Math.max(1024, maxActive))
+    let knownEmpty = new BoundedSet<string>(Math.max(1024, maxActive))
     const emptyForReads = behaviour.emptyState("")
 
     /** Serves one message: recovers the page first when it has no state or its state failed. */
     const serve = (actor: Actor, envelope: Envelope) =>
       Effect.gen(function* () {
+        if (envelope.cancelled) return
         actor.lastActive = clock.unsafeCurrentTimeMillis()
         if (actor.state === undefined || actor.state.chain.failed) {
           const recovered = yield* Effect.either(behaviour.recover(actor.page, envelope.deadline))
@@ -286,6 +292,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
         fail: (error) => {
           Deferred.unsafeDone(reply, Exit.fail(error))
         },
+        cancelled: false,
       }
       if (!actor.running) {
         // The actor is idle (nothing waiting, nothing running): this fiber serves the message itself, which
@@ -304,7 +311,13 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       } else {
         actor.mailbox.push(envelope)
       }
-      return yield* Effect.flatten(Deferred.await(reply))
+      // A sender interrupted while its message waits (its client hung up, or a forwarding runner gave up) takes
+      // the message back: it is not served later. One already decided stands (its click may be committing).
+      return yield* Effect.onInterrupt(Effect.flatten(Deferred.await(reply)), () =>
+        Effect.sync(() => {
+          envelope.cancelled = true
+        }),
+      )
     })
 
     /**
@@ -318,6 +331,7 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       if (actor === undefined || actor.running || actor.mailbox.length > 0) return undefined
       const state = actor.state
       if (state === undefined || state.chain.failed) return undefined
+      if (isLocal !== undefined && !isLocal(page)) return undefined
       actor.lastActive = clock.unsafeCurrentTimeMillis()
       touch(actor)
       return state
@@ -404,7 +418,12 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       },
       /** A prediction served at once when the page's actor is idle; undefined when it must go through `predict`. */
       predictNow: (page: string, x: number, y: number): number | null | undefined => {
-        if (accepting && !actors.has(page) && knownEmpty.has(page))
+        if (
+          accepting &&
+          !actors.has(page) &&
+          knownEmpty.has(page) &&
+          (isLocal === undefined || isLocal(page))
+        )
           return behaviour.predict(emptyForReads, x, y)
         const state = stateToServeNow(page)
         return state === undefined ? undefined : behaviour.predict(state, x, y)
@@ -414,6 +433,35 @@ export class PageActorHost extends Effect.Service<PageActorHost>()("actors/PageA
       clusters: (page: string) => send(page, "Clusters", undefined),
       /** Number of page actors in memory. */
       activeCount: () => actors.size,
+      /**
+       * Lets go of the pages `keep` rejects (cluster mode: their shard moved to another runner). Each leaves memory
+       * at once, so its next message starts a fresh actor that recovers from the database; what it already
+       * accepted is still served and committed, then it is snapshotted (its new owner starts from that snapshot
+       * when it is stored in time, else replays a little more of the log). The pages known to be empty are
+       * forgotten too: another runner may have given them clicks meanwhile.
+       */
+      release: (keep: (page: string) => boolean) =>
+        Effect.gen(function* () {
+          knownEmpty = new BoundedSet<string>(Math.max(1024, maxActive))
+          const leaving = [...actors.values()].filter((actor) => !keep(actor.page))
+          for (const actor of leaving) remove(actor)
+          yield* Effect.forEach(
+            leaving,
+            (actor) =>
+              settled(actor).pipe(
+                Effect.zipRight(
+                  Effect.suspend(() => {
+                    const state = actor.state
+                    return state !== undefined && !state.chain.failed && state.seq > state.snapshotSeq
+                      ? behaviour.takeSnapshot(state)
+                      : Effect.void
+                  }),
+                ),
+              ),
+            { concurrency: 8, discard: true },
+          )
+          return leaving.length
+        }),
     } as const
   }),
 }) {}

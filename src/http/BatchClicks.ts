@@ -1,6 +1,6 @@
 import { Effect, Either, ParseResult, Schema } from "effect"
-import { PageActorHost } from "../actors/PageActorHost.ts"
 import type { PageBusy } from "../actors/PageErrors.ts"
+import { PageRouter } from "../actors/PageRouter.ts"
 import { AppConfig } from "../Config.ts"
 import type { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { type BatchAnswer, PayloadTooLarge, type RateLimited, SaveClick } from "./Api.ts"
@@ -42,7 +42,7 @@ interface PageClicks {
  * batch's order once every click it acknowledges is committed (SaveMany answers only then).
  */
 export const makeBatchClicks = Effect.gen(function* () {
-  const host = yield* PageActorHost
+  const router = yield* PageRouter
   const config = yield* AppConfig
   const limits = yield* IngestLimits
 
@@ -79,7 +79,7 @@ export const makeBatchClicks = Effect.gen(function* () {
       pages,
       ([page, { at, clicks }]) =>
         limits.page(page, clicks.length).pipe(
-          Effect.zipRight(host.saveMany(page, clicks)),
+          Effect.zipRight(router.saveMany(page, clicks)),
           Effect.match({
             // The page refused as a whole (rate limited, busy, its recovery failed): each of its clicks says so.
             onFailure: (error) => {

@@ -1,7 +1,7 @@
 import { HttpApiBuilder } from "@effect/platform"
 import { Effect } from "effect"
-import { PageActorHost } from "../actors/PageActorHost.ts"
 import { PageNotFound } from "../actors/PageErrors.ts"
+import { PageRouter } from "../actors/PageRouter.ts"
 import { AppConfig } from "../Config.ts"
 import { countPeriods, type Granularity } from "../domain/Periods.ts"
 import { ActivityRepository } from "../persistence/ActivityRepository.ts"
@@ -19,7 +19,7 @@ const invalid = (path: string, message: string) =>
 /** The analysts' endpoints: cluster summaries from the page's actor, activity series from SQL. */
 export const PagesHttpLive = HttpApiBuilder.group(Api, "pages", (handlers) =>
   Effect.gen(function* () {
-    const host = yield* PageActorHost
+    const pages = yield* PageRouter
     const activity = yield* ActivityRepository
     const config = yield* AppConfig
 
@@ -27,7 +27,7 @@ export const PagesHttpLive = HttpApiBuilder.group(Api, "pages", (handlers) =>
       .handle("clusters", ({ path }) =>
         Effect.gen(function* () {
           yield* notePage(path.page_uuid)
-          const clusters = yield* host.clusters(path.page_uuid)
+          const clusters = yield* pages.clusters(path.page_uuid)
           if (clusters.length === 0)
             return yield* new PageNotFound({ message: `page ${path.page_uuid} has no clicks` })
           return {

@@ -1,6 +1,6 @@
 import { Effect, Option } from "effect"
-import { PageActorHost } from "../actors/PageActorHost.ts"
 import { PageNotFound } from "../actors/PageErrors.ts"
+import { PageRouter } from "../actors/PageRouter.ts"
 import { AppConfig } from "../Config.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
 import { withDeadline } from "../persistence/DatabaseDeadline.ts"
@@ -37,7 +37,7 @@ const idempotencyKey = (fromBody: string | undefined, fromHeader: string | undef
  * handlers and the HTTP fast lane, so both answer alike.
  */
 export const makeTrackerHandlers = Effect.gen(function* () {
-  const host = yield* PageActorHost
+  const pages = yield* PageRouter
   const clicks = yield* ClickRepository
   const config = yield* AppConfig
 
@@ -48,19 +48,24 @@ export const makeTrackerHandlers = Effect.gen(function* () {
   ) {
     yield* notePage(payload.page_uuid)
     const requestId = yield* idempotencyKey(payload.request_id, idempotencyHeader)
-    const reply = yield* host.save(payload.page_uuid, payload.coordinates.x, payload.coordinates.y, requestId)
+    const reply = yield* pages.save(
+      payload.page_uuid,
+      payload.coordinates.x,
+      payload.coordinates.y,
+      requestId,
+    )
     return saveResult(reply)
   })
 
   const predict = Effect.fnUntraced(function* (payload: ClickPayload) {
     yield* notePage(payload.page_uuid)
-    const cluster_idx = yield* host.predict(payload.page_uuid, payload.coordinates.x, payload.coordinates.y)
+    const cluster_idx = yield* pages.predict(payload.page_uuid, payload.coordinates.x, payload.coordinates.y)
     return { cluster_idx }
   })
 
   const bestCluster = Effect.fn("TrackerHandlers.bestCluster")(function* (page: string) {
     yield* notePage(page)
-    const largest = yield* host.largestCluster(page)
+    const largest = yield* pages.largestCluster(page)
     if (Option.isNone(largest)) return yield* new PageNotFound({ message: `page ${page} has no clicks` })
     const all_coordinates = yield* clicks
       .clusterCoordinates(page, largest.value)

@@ -1,8 +1,9 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Either, Layer, Option, Stream, TestClock, TestServices } from "effect"
+import { Effect, Either, Fiber, Layer, Option, Stream, TestClock, TestServices } from "effect"
 import { PageActorHost } from "../../src/actors/PageActorHost.ts"
 import { type ClusterChange, PageEvents } from "../../src/actors/PageEvents.ts"
+import { PageOwnership } from "../../src/actors/PageOwnership.ts"
 import { PageClusters } from "../../src/domain/PageClusters.ts"
 import { Metrics } from "../../src/Metrics.ts"
 import { pageServices, sharedDatabase } from "../support/PageServices.ts"
@@ -482,6 +483,75 @@ describe.each(storageModes())("PageActorHost, $name database", (mode) => {
               expect(host.activeCount()).toBe(1)
               expect(yield* host.predict("race/1", 0.3, 0.3)).toBe(0)
             }).pipe(Effect.scoped, Effect.provide(life({ MAX_ACTIVE_PAGES: "5" })))
+          }),
+        ),
+      60_000,
+    )
+
+    it.scoped(
+      "never serves a message whose sender was interrupted while it waited in the mailbox",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            const page = "interrupted/1"
+            yield* Effect.gen(function* () {
+              const host = yield* PageActorHost
+              const metrics = yield* Metrics
+              // The first message of a cold page recovers it from the database; the second waits meanwhile.
+              const first = yield* Effect.fork(host.save(page, 0.2, 0.2, null))
+              const second = yield* Effect.fork(host.save(page, 0.8, 0.8, null))
+              // Polled without a pause: the recovery's database round trips are the whole window.
+              const depth = Effect.promise(() => metrics.mailboxDepth.get()).pipe(
+                Effect.map((m) => m.values[0]?.value ?? 0),
+              )
+              let waiting = 0
+              for (let i = 0; i < 10_000 && waiting === 0; i++) waiting = yield* depth
+              expect(waiting).toBe(1)
+              yield* Fiber.interrupt(second)
+              expect((yield* Fiber.join(first)).clusterIdx).toBe(0)
+              // A later message is served after the dropped one: it founds the second cluster, not the third.
+              expect(yield* host.save(page, 0.5, 0.5, null)).toEqual({ clusterIdx: 1, isNew: true })
+            }).pipe(Effect.scoped, Effect.provide(life()))
+            const sql = yield* SqlClient.SqlClient
+            const stored = yield* sql<{
+              x: number
+            }>`SELECT x FROM clicks WHERE page_uuid = ${page} ORDER BY seq`
+            expect(stored.map((r) => r.x)).toEqual([0.2, 0.5])
+          }),
+        ),
+      60_000,
+    )
+
+    it.scoped(
+      "serves another runner's page only by message, and lets such pages go (snapshotted) when told",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            const page = "owned/1"
+            const owned = new Set([page])
+            const ownership = Layer.succeed(PageOwnership, { isLocal: (p: string) => owned.has(p) })
+            yield* Effect.gen(function* () {
+              const host = yield* PageActorHost
+              yield* saveAll(page, clicks.slice(0, 3))
+              expect(host.predictNow(page, clicks[0]!.x, clicks[0]!.y)).toBe(0)
+              const decision = host.saveNow(page, clicks[3]!.x, clicks[3]!.y)
+              expect(decision?.clusterIdx).toBe(0)
+              yield* Effect.promise(
+                () => new Promise<void>((resolve) => decision?.committed.onSettled(() => resolve())),
+              )
+              // Its shard moved away: the synchronous paths decline it, and the host lets it go.
+              owned.delete(page)
+              expect(host.predictNow(page, clicks[0]!.x, clicks[0]!.y)).toBeUndefined()
+              expect(host.saveNow(page, clicks[4]!.x, clicks[4]!.y)).toBeUndefined()
+              expect(yield* host.release((p) => owned.has(p))).toBe(1)
+              expect(host.activeCount()).toBe(0)
+            }).pipe(
+              Effect.scoped,
+              Effect.provide(
+                PageActorHost.Default.pipe(Layer.provide(ownership), Layer.provideMerge(pageServices())),
+              ),
+            )
+            expect(yield* snapshotSeq(page)).toBe(4)
           }),
         ),
       60_000,
