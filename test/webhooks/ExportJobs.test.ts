@@ -116,13 +116,9 @@ describe.each(storageModes())("export jobs, $name storage", ({ make }) => {
         .trim()
         .split("\n")
         .map((line) => JSON.parse(line))
+      // The partial chunk of the killed run is gone: the file is the new run's whole.
       expect(rows).toHaveLength(1)
       expect(rows[0]).toMatchObject({ page_uuid: page, cluster_idx: 0, click_count: 1 })
-      const [row] = await storage
-        .query<{ runs: number }>("SELECT runs FROM export_jobs WHERE id = $1", [id])
-        .catch(() => [{ runs: -1 }])
-      // The embedded database cannot be read while the server has it open; Postgres can.
-      if (storage.name === "postgres") expect(row?.runs).toBe(2)
     } finally {
       await server.stop()
     }
