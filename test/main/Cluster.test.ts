@@ -1,0 +1,227 @@
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { isDeepStrictEqual } from "node:util"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { type CaseStep, loadCases, runId, send } from "../support/Cases.ts"
+import {
+  checkRestartedServer,
+  checkStoredLog,
+  client,
+  LoadPage,
+  type LoadStats,
+  type LoadTarget,
+  type Op,
+  post,
+  seedLoad,
+  sleep,
+} from "../support/ClickLoad.ts"
+import { type RunnerProcess, runnerProcesses } from "../support/RunnerProcess.ts"
+import { freshStorage } from "../support/ServedStorage.ts"
+import { spawnScript } from "../support/ServerProcess.ts"
+import { storageModes } from "../support/StorageModes.ts"
+
+/**
+ * Cluster mode: pages sharded over runner processes (@effect/cluster) on the machine's Postgres. Every runner
+ * serves the whole API; these tests send to all of them, as a load balancer would, and check the answers and the
+ * stored log exactly as the single-process crash test does (test/support/ClickLoad.ts).
+ */
+
+describe("cluster mode's configuration", () => {
+  it("refuses to start a runner without DATABASE_URL, saying why", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cluster-config-"))
+    try {
+      const child = spawnScript("src/main.ts", [], {
+        RUNNER_ADDRESS: "127.0.0.1:1",
+        DATA_DIR: dir,
+        PORT: "0",
+        HOST: "127.0.0.1",
+      })
+      let output = ""
+      child.stderr?.on("data", (d: Buffer) => {
+        output += d.toString()
+      })
+      child.stdout?.on("data", (d: Buffer) => {
+        output += d.toString()
+      })
+      const code = await new Promise<number | null>((resolve) => child.once("exit", resolve))
+      expect(code).not.toBe(0)
+      expect(output).toContain("RUNNER_ADDRESS (cluster mode) needs DATABASE_URL")
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+/** Sends clients' requests round-robin over the runners in it, as a load balancer would; ends the load. */
+class Balancer implements LoadTarget {
+  private runners: Array<RunnerProcess> = []
+  private next = 0
+  private finished = false
+  constructor(runners: ReadonlyArray<RunnerProcess>) {
+    this.runners = [...runners]
+  }
+  /** Takes a runner out before it is stopped (a load balancer's health check would, a moment later). */
+  remove(runner: RunnerProcess) {
+    this.runners = this.runners.filter((r) => r !== runner)
+  }
+  add(runner: RunnerProcess) {
+    this.runners.push(runner)
+  }
+  finish() {
+    this.finished = true
+  }
+  async ready() {
+    if (this.finished) return null
+    const runner = this.runners[this.next++ % this.runners.length]
+    return runner?.url ?? null
+  }
+  answered() {}
+}
+
+const PAGES = 48
+const CLIENTS = 16
+/** Small, so that a page moving to another runner is usually recovered from a snapshot plus a few clicks. */
+const SNAPSHOT_EVERY = 8
+
+/** How the requests of a stretch of the load ended, by outcome, from the pages' records. */
+const outcomesOf = (pages: ReadonlyArray<LoadPage>, from: ReadonlyMap<LoadPage, number>) => {
+  const counts: Record<string, number> = {}
+  for (const page of pages)
+    for (const op of page.ops.slice(from.get(page) ?? 0) as ReadonlyArray<Op>) {
+      const key = op.answer._tag === "Ok" ? "200" : op.answer.why.startsWith("503") ? "503" : op.answer.why
+      counts[key] = (counts[key] ?? 0) + 1
+    }
+  return counts
+}
+
+const marks = (pages: ReadonlyArray<LoadPage>) => new Map(pages.map((p) => [p, p.ops.length]))
+
+/** Time until every page answers a prediction with 200 through `url` (each page asked until it does). */
+const untilAllAnswer = async (url: string, pages: ReadonlyArray<LoadPage>, start: number) => {
+  await Promise.all(
+    pages.map(async (page) => {
+      while ((await post(url, "/predict_cluster", page.uuid, 0.5, 0.5))._tag !== "Ok") await sleep(20)
+    }),
+  )
+  return Date.now() - start
+}
+
+const postgres = storageModes().find((mode) => mode.name === "postgres")
+
+// Only with DATABASE_URL: the runners share that server (each test run in a database of its own).
+if (postgres !== undefined) {
+  describe("runners sharing the machine's Postgres", () => {
+    const fresh = freshStorage(postgres.make)
+    const runners = runnerProcesses()
+    let cluster: Array<RunnerProcess> = []
+    const env = () => ({ ...fresh.current.env, SNAPSHOT_EVERY: String(SNAPSHOT_EVERY) })
+
+    beforeAll(async () => {
+      // One first, so it migrates the database alone; then two more beside it.
+      const first = await runners.start(env())
+      cluster = [first, ...(await Promise.all([runners.start(env()), runners.start(env())]))]
+      await Promise.all(cluster.map((r) => r.untilReady()))
+    })
+
+    it("answers the acceptance cases sent round-robin across three runners exactly as one process does", async () => {
+      const run = runId()
+      let k = 0
+      let steps = 0
+      const mismatches: Array<string> = []
+      // The cases concurrently (each on pages of its own), each in its order; step after step to the next runner.
+      await Promise.all(
+        loadCases().map(async ({ name, steps: sequence }) => {
+          for (const [i, step] of sequence.entries()) {
+            const runner = cluster[k++ % cluster.length]!
+            const { status, data } = await send(runner.url, step as CaseStep, `${run}-${name}`)
+            steps++
+            if (
+              status !== step.response_code ||
+              (status === 200 && !isDeepStrictEqual(data, step.response_data))
+            )
+              mismatches.push(
+                `${name} step ${i} ${step.req_name} via ${runner.url}: ${status} ${JSON.stringify(data)}, expected ${step.response_code} ${JSON.stringify(step.response_data)}`,
+              )
+          }
+        }),
+      )
+      console.log(`cluster acceptance: ${steps} steps over ${cluster.length} runners`)
+      expect(mismatches.slice(0, 5)).toEqual([])
+      // Every runner served some pages itself and forwarded others.
+      for (const runner of cluster) {
+        const metrics = await (await fetch(`${runner.url}/metrics`)).text()
+        expect(metrics).toMatch(/cluster_messages_forwarded_total\{outcome="ok"\} [1-9]/)
+        expect(metrics).toMatch(/cluster_shards_owned [1-9]/)
+      }
+    })
+
+    it("keeps every acknowledged click once, and answers as the replay, across a kill -9, a join and a graceful stop under load", async () => {
+      const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31))
+      seedLoad(seed)
+      const run = runId()
+      const pages = Array.from({ length: PAGES }, (_, i) => new LoadPage(`${run}/${i}`))
+      const stats: LoadStats = { acknowledged: 0, unexpected: [] }
+      const [a, b, c] = cluster as [RunnerProcess, RunnerProcess, RunnerProcess]
+      const balancer = new Balancer([a, b, c])
+      const load = Array.from({ length: CLIENTS }, (_, n) =>
+        client(
+          balancer,
+          pages.filter((_, i) => i % CLIENTS === n),
+          stats,
+        ),
+      )
+      const report: Array<string> = []
+      try {
+        await sleep(1500)
+        // kill -9: its shards' locks die with its Postgres session; the others take them once its heartbeat is stale.
+        let mark = marks(pages)
+        balancer.remove(c)
+        const killed = Date.now()
+        expect(await c.stop("SIGKILL")).toBe(null)
+        const recoveryMs = await untilAllAnswer(a.url, pages, killed)
+        await sleep(1000)
+        report.push(
+          `kill -9: every page answered again after ${recoveryMs} ms; clients saw ${JSON.stringify(outcomesOf(pages, mark))}`,
+        )
+
+        // A fourth runner joins: shards rebalance to it while the load goes on.
+        mark = marks(pages)
+        const joining = Date.now()
+        const d = await runners.start(env())
+        await d.untilReady()
+        balancer.add(d)
+        report.push(`join: ready after ${Date.now() - joining} ms`)
+        await sleep(1500)
+        report.push(`meanwhile clients saw ${JSON.stringify(outcomesOf(pages, mark))}`)
+
+        // A graceful stop: its pages are snapshotted and its shards released.
+        mark = marks(pages)
+        balancer.remove(b)
+        const stopping = Date.now()
+        expect(await b.stop("SIGTERM")).toBe(0)
+        report.push(`graceful stop: exited in ${Date.now() - stopping} ms`)
+        await sleep(1500)
+        report.push(`meanwhile clients saw ${JSON.stringify(outcomesOf(pages, mark))}`)
+        cluster = [a, d]
+      } finally {
+        balancer.finish()
+        await Promise.all(load)
+      }
+
+      const { verdict, replays, stored } = await checkStoredLog(fresh.current.query, run, pages)
+      // Answers after the moves: every page through each remaining runner, equal to the replay of its log.
+      let probes = 0
+      for (const runner of cluster) probes += await checkRestartedServer(runner.url, pages, replays, verdict)
+      console.log(
+        `cluster kill/join/stop (seed ${seed}): ${verdict.acknowledged} acknowledged clicks verified, ` +
+          `${verdict.unacknowledged} unacknowledged (${verdict.unacknowledgedStored} of them stored), ${stored} stored; ` +
+          `${verdict.predictsChecked} predictions under load and ${probes} after checked, ` +
+          `${verdict.snapshotsChecked} snapshots checked. ${report.join("; ")}`,
+      )
+      expect(stats.unexpected.slice(0, 10)).toEqual([])
+      expect(verdict.errors.slice(0, 20)).toEqual([])
+      expect(verdict.acknowledged).toBeGreaterThan(200)
+    })
+  })
+}
