@@ -38,8 +38,11 @@ export class WebhookDelivery extends Effect.Service<WebhookDelivery>()("webhooks
     const store = yield* WebhookStore
     const metrics = yield* Metrics
     const client = yield* HttpClient.HttpClient
-    /** A worker holds a claimed delivery this long: the attempt's timeout and a margin to record it. */
-    const leaseMs = Duration.toMillis(config.webhookTimeout) + 30_000
+    /**
+     * A worker holds a claimed delivery this long: an attempt ends by its timeout, and recording it takes one short
+     * statement; the room beyond that is what a delivery of a killed process waits before another worker takes it.
+     */
+    const leaseMs = 2 * Duration.toMillis(config.webhookTimeout) + 1000
 
     const send = (delivery: ClaimedDelivery, at: number): Effect.Effect<Sent> => {
       const refused = refusedLiteral(delivery.url, config.webhookAllowPrivate)
