@@ -223,5 +223,70 @@ if (postgres !== undefined) {
       expect(verdict.errors.slice(0, 20)).toEqual([])
       expect(verdict.acknowledged).toBeGreaterThan(200)
     })
+
+    it("loses no acknowledged click and gives no answer off the replay while a runner is paused (SIGSTOP) and resumed", async () => {
+      const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31))
+      seedLoad(seed)
+      const run = runId()
+      const pages = Array.from({ length: PAGES }, (_, i) => new LoadPage(`${run}/${i}`))
+      const stats: LoadStats = { acknowledged: 0, unexpected: [] }
+      const paused = cluster[cluster.length - 1]!
+      // The balancer keeps sending to the paused runner: it accepts connections and answers nothing.
+      const balancer = new Balancer(cluster)
+      const load = Array.from({ length: CLIENTS }, (_, n) =>
+        client(
+          balancer,
+          pages.filter((_, i) => i % CLIENTS === n),
+          stats,
+        ),
+      )
+      const report: Array<string> = []
+      try {
+        await sleep(1500)
+        let mark = marks(pages)
+        const stopped = Date.now()
+        paused.signal("SIGSTOP")
+        // Until the others have noticed: its heartbeat has expired (CLUSTER_LOCK_EXPIRATION, 3 s) and they have
+        // recomputed the ring (CLUSTER_ASSIGNMENTS_REFRESH); its Postgres session, and so its shard locks, live on.
+        const port = paused.runnerAddress.split(":")[1]
+        while (
+          (
+            await fresh.current.query<{ n: number }>(
+              "SELECT count(*)::int AS n FROM cluster_runners WHERE address LIKE $1 AND last_heartbeat > now() - interval '3 seconds'",
+              [`%:${port}`],
+            )
+          )[0]?.n !== 0
+        ) {
+          if (Date.now() - stopped > 30_000) throw new Error("the paused runner's heartbeat never expired")
+          await sleep(200)
+        }
+        await sleep(1000)
+        paused.signal("SIGCONT")
+        const resumed = Date.now()
+        report.push(
+          `paused ${resumed - stopped} ms; meanwhile clients saw ${JSON.stringify(outcomesOf(pages, mark))}`,
+        )
+        mark = marks(pages)
+        const answeredMs = await untilAllAnswer(cluster[0]!.url, pages, resumed)
+        report.push(`every page answered ${answeredMs} ms after SIGCONT`)
+        await sleep(2000)
+        report.push(`after the resume clients saw ${JSON.stringify(outcomesOf(pages, mark))}`)
+      } finally {
+        paused.signal("SIGCONT")
+        balancer.finish()
+        await Promise.all(load)
+      }
+      const { verdict, replays, stored } = await checkStoredLog(fresh.current.query, run, pages)
+      let probes = 0
+      for (const runner of cluster) probes += await checkRestartedServer(runner.url, pages, replays, verdict)
+      console.log(
+        `cluster pause (seed ${seed}): ${verdict.acknowledged} acknowledged clicks verified, ` +
+          `${verdict.unacknowledged} unacknowledged (${verdict.unacknowledgedStored} of them stored), ${stored} stored; ` +
+          `${verdict.predictsChecked} predictions under load and ${probes} after checked. ${report.join("; ")}`,
+      )
+      expect(stats.unexpected.slice(0, 10)).toEqual([])
+      expect(verdict.errors.slice(0, 20)).toEqual([])
+      expect(verdict.acknowledged).toBeGreaterThan(100)
+    })
   })
 }
