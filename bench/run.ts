@@ -2,6 +2,7 @@ import { Command, Options } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
 import { BATCH_SIZE, type BatchResult, batchMarkdown, batchScenario } from "./Batch.ts"
+import { type ClusterResult, clusterMarkdown, clusterScenario } from "./Cluster.ts"
 import { type Measurement, runLoad } from "./Load.ts"
 import { buildService, type Child, startRawServer, startService } from "./Processes.ts"
 import {
@@ -31,7 +32,7 @@ import {
 const PREDICT = "/predict_cluster"
 const SAVE = "/save_click_and_predict_cluster"
 
-const scenarios = ["a", "b", "c", "d", "e", "f", "history"] as const
+const scenarios = ["a", "b", "c", "d", "e", "f", "history", "cluster"] as const
 type Scenario = (typeof scenarios)[number]
 
 const isScenario = (s: string): s is Scenario => scenarios.some((known) => known === s)
@@ -347,7 +348,7 @@ const bench = Command.make("bench", options, (o) =>
         notes.push("The build reported type errors (work in progress in the tree); measured anyway.")
     }
 
-    const needPostgres = only.has("d") || only.has("f") || only.has("history")
+    const needPostgres = only.has("d") || only.has("f") || only.has("history") || only.has("cluster")
     const pg = needPostgres ? yield* postgresReachable(o.postgres) : { ok: false, reason: "not needed" }
     if (needPostgres && !pg.ok) {
       const note = `Postgres unreachable at ${o.postgres} (${pg.reason}): (d) skipped, history on the embedded database.`
@@ -461,9 +462,18 @@ const bench = Command.make("bench", options, (o) =>
       )
     }
 
+    let cluster: ClusterResult | undefined
+    if (only.has("cluster") && pg.ok) {
+      const counts = o.connections.filter((c) => c > 1)
+      cluster = yield* Effect.scoped(clusterScenario(o.postgres, o.duration, o.warmup, counts[0] ?? 32))
+    }
+
     const order: ReadonlyArray<Row["id"]> = ["a", "b", "e", "c", "d"]
     const sorted = [...rows].sort((x, y) => order.indexOf(x.id) - order.indexOf(y.id))
-    const text = markdown(machine, command, sorted, history, notes, batch)
+    const text = [
+      markdown(machine, command, sorted, history, notes, batch),
+      ...(cluster === undefined ? [] : clusterMarkdown(cluster)),
+    ].join("\n")
     yield* Console.log(`\n${text}`)
     const historySummary = history === undefined ? undefined : { ...history, ratios: historyRatios(history) }
     yield* writeJson(o.json, {
@@ -473,6 +483,7 @@ const bench = Command.make("bench", options, (o) =>
       measurements: sorted.map((r) => ({ ...r, vsRaw: vsRaw(sorted, r.measurement) })),
       history: historySummary,
       batch,
+      cluster,
       notes,
     })
     yield* Console.log(`\nresults written to ${o.json}`)
