@@ -103,7 +103,12 @@ export const PageShardingLive = (cluster: ClusterSettings) =>
         }),
       )
 
-      const runnerStorage = SqlRunnerStorage.layer.pipe(Layer.provide(ShardingConfig.layer(options)))
+      // Runners started together on a fresh database race to create the runner table (a duplicate type error for
+      // the losers): try again, the table is there by then.
+      const runnerStorage = SqlRunnerStorage.layer.pipe(
+        Layer.provide(ShardingConfig.layer(options)),
+        Layer.retry(Schedule.intersect(Schedule.recurs(5), Schedule.spaced("200 millis"))),
+      )
       const engine = NodeClusterSocket.layer({ storage: "byo", shardingConfig: options }).pipe(
         Layer.provide(MessageStorage.layerNoop),
         Layer.provideMerge(runnerStorage),
