@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync } from "node:fs"
 import { copyFile, cp, readFile, rm } from "node:fs/promises"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
@@ -181,13 +181,24 @@ export const freePort = Effect.async<number>((resume) => {
 })
 
 /**
- * The built service as a child process on its own port, with LOG_LEVEL=warn and the given environment. `nodeArgs`
- * go before the script (the memory script uses them to let a signal trigger a garbage collection).
+ * The V8 flags the service runs with, as `npm start` gives them (package.json; the Dockerfile sets the same in
+ * NODE_OPTIONS): measured as it is run.
+ */
+const serviceV8Flags: ReadonlyArray<string> = (
+  JSON.parse(readFileSync(`${root}package.json`, "utf8")) as { scripts: { start: string } }
+).scripts.start
+  .split(" ")
+  .filter((word) => /^--max-[a-z-]+-size=/.test(word))
+
+/**
+ * The built service as a child process on its own port, with LOG_LEVEL=warn and the given environment, run with
+ * the service's V8 flags. `nodeArgs` go before the script (the memory script uses them to let a signal trigger a
+ * garbage collection).
  */
 export const startService = (env: Record<string, string>, nodeArgs: ReadonlyArray<string> = []) =>
   Effect.flatMap(freePort, (port) =>
     startChild(
-      [...nodeArgs, `${buildDir}/main.js`],
+      [...serviceV8Flags, ...nodeArgs, `${buildDir}/main.js`],
       { LOG_LEVEL: "warn", ...env, HOST: "127.0.0.1", PORT: String(port) },
       port,
     ),
