@@ -19,7 +19,8 @@ COPY --from=build /app/dist ./dist
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
-EXPOSE 8000
+# 8000: HTTP; 34431: the cluster socket, in cluster mode (RUNNER_ADDRESS=<host>:34431, docker-compose.cluster.yml).
+EXPOSE 8000 34431
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+process.env.PORT+'/').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 CMD ["node", "dist/main.js"]
