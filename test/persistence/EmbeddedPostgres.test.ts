@@ -1,8 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import { once } from "node:events"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { readFileSync, rmSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
@@ -11,6 +9,7 @@ import { Effect, Option, Schema } from "effect"
 import { isHolderAlive, parseProcStat } from "../../src/persistence/EmbeddedPostgres.ts"
 import { runId } from "../support/Cases.ts"
 import { freePort, ServerProcess } from "../support/ServerProcess.ts"
+import { freshDataDir } from "../support/StorageModes.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 
@@ -95,7 +94,8 @@ describe("liveness of a lock's holder", () => {
 })
 
 describe("embedded database directory", () => {
-  const dir = mkdtempSync(join(tmpdir(), "embedded-lock-"))
+  // A copy of the run's initialised database: what is tested is the lock, not PGlite's initdb.
+  const dir = freshDataDir()
   const servers: Array<ServerProcess> = []
   afterAll(async () => {
     for (const s of servers) await s.stop("SIGKILL")
@@ -114,7 +114,7 @@ describe("embedded database directory", () => {
 })
 
 describe("restart the instant the old server is SIGKILLed", () => {
-  const dir = mkdtempSync(join(tmpdir(), "embedded-zombie-"))
+  const dir = freshDataDir()
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
   /** The real server, started under a parent that will not reap it: killed, it stays a zombie. */
