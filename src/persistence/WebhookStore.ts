@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
-import { eventPayload, type OutboxEvent, writeOutbox } from "./Outbox.ts"
+import { type OutboxEvent, writeOutbox } from "./Outbox.ts"
 import { WebhookInterest } from "./WebhookInterest.ts"
 
 /** A subscription as stored. */
@@ -224,7 +224,6 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
       publish: Effect.fn("WebhookStore.publish")(function* (events: ReadonlyArray<OutboxEvent>) {
         yield* writeOutbox(sql, events)
       }),
-      eventPayload,
     }
   }),
 }) {}

@@ -276,4 +276,18 @@ describe.each(storageModes())("webhooks, $name storage", ({ make }) => {
       await receiver.close()
     }
   })
+
+  it("metrics: deliveries by outcome, their latency, and the outbox's depth and age", async () => {
+    const metrics = await (await fetch(`${server.url}/metrics`)).text()
+    // The tests above delivered, retried and dead-lettered deliveries on this server.
+    for (const outcome of ["delivered", "retry", "dead"]) {
+      const line = metrics
+        .split("\n")
+        .find((l) => l.startsWith(`webhook_deliveries_total{outcome="${outcome}"}`))
+      expect(Number(line?.split(" ")[1]), outcome).toBeGreaterThan(0)
+    }
+    expect(metrics).toMatch(/^webhook_delivery_duration_seconds_count \d+/m)
+    expect(metrics).toMatch(/^webhook_outbox_depth \d+/m)
+    expect(metrics).toMatch(/^webhook_outbox_oldest_age_seconds [\d.e+-]+/m)
+  })
 })
