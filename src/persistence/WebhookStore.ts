@@ -212,6 +212,11 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
         `
       }),
 
+      /** Gives a claimed delivery back (its worker stops before the attempt ended): due again at once. */
+      release: Effect.fn("WebhookStore.release")(function* (delivery: number) {
+        yield* sql`UPDATE webhook_deliveries SET leased_until = NULL WHERE id = ${delivery} AND state = 'pending'`
+      }),
+
       /** Pending deliveries and the age of the oldest (seconds), for the metrics. */
       backlog: sql<{ depth: number; oldest_age: number | null }>`
         SELECT count(*)::float8 AS depth,

@@ -85,7 +85,10 @@ export class WebhookDelivery extends Effect.Service<WebhookDelivery>()("webhooks
       yield* Effect.annotateCurrentSpan({ delivery: delivery.id, event: delivery.event_id })
       const at = yield* Clock.currentTimeMillis
       const start = performance.now()
-      const sent = yield* send(delivery, at)
+      // A process that stops mid-attempt gives the delivery back at once rather than leaving it to its lease.
+      const sent = yield* send(delivery, at).pipe(
+        Effect.onInterrupt(() => store.release(delivery.id).pipe(Effect.ignore)),
+      )
       const latencyMs = performance.now() - start
       const failed = delivery.attempts + 1
       const delivered = sent.error === null
