@@ -195,20 +195,25 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
         `
       }),
 
-      /** Records an attempt and the delivery's new state, in one statement. */
+      /**
+       * Records an attempt and the delivery's new state, in one statement; nothing when the delivery is gone (its
+       * subscription was deleted during the attempt).
+       */
       settle: Effect.fn("WebhookStore.settle")(function* (delivery: number, outcome: AttemptOutcome) {
         yield* sql`
-          WITH attempt AS (
-            INSERT INTO webhook_attempts (delivery_id, attempted_at, status, latency_ms, error)
-            VALUES (${delivery}, to_timestamp(${outcome.at} / 1000.0), ${outcome.status}, ${outcome.latencyMs},
-                    ${outcome.error})
+          WITH d AS (
+            UPDATE webhook_deliveries SET
+              attempts = attempts + 1, state = ${outcome.state}, leased_until = NULL,
+              next_attempt_at = to_timestamp(${outcome.nextAt} / 1000.0),
+              last_status = ${outcome.status}, last_error = ${outcome.error},
+              delivered_at = CASE WHEN ${outcome.state} = 'delivered' THEN to_timestamp(${outcome.at} / 1000.0) END
+            WHERE id = ${delivery}
+            RETURNING id
           )
-          UPDATE webhook_deliveries SET
-            attempts = attempts + 1, state = ${outcome.state}, leased_until = NULL,
-            next_attempt_at = to_timestamp(${outcome.nextAt} / 1000.0),
-            last_status = ${outcome.status}, last_error = ${outcome.error},
-            delivered_at = CASE WHEN ${outcome.state} = 'delivered' THEN to_timestamp(${outcome.at} / 1000.0) END
-          WHERE id = ${delivery}
+          INSERT INTO webhook_attempts (delivery_id, attempted_at, status, latency_ms, error)
+          SELECT id, to_timestamp(${outcome.at} / 1000.0), ${outcome.status}::int, ${outcome.latencyMs}::float8,
+                 ${outcome.error}::text
+          FROM d
         `
       }),
 
