@@ -21,8 +21,93 @@ export interface ClusterRow {
 
 export interface ClusterResult {
   readonly rows: ReadonlyArray<ClusterRow>
+  readonly recovery: RecoveryResult | undefined
   readonly notes: ReadonlyArray<string>
 }
+
+/** A runner killed (SIGKILL) while holding pages with many clicks, and how long until all of them answer again. */
+export interface RecoveryResult {
+  readonly pages: number
+  readonly clicks: number
+  /** Pages answered by the killed runner before its death (found while loading every page). */
+  readonly pagesOnKilled: number
+  readonly allAnswerMs: number
+  readonly answers503: number
+}
+
+const RECOVERY_PAGES = 20_000
+const RECOVERY_CLICKS_PER_PAGE = 100
+
+/**
+ * `pages` pages of 100 clicks each: 20 clusters on a 5 × 4 lattice (far beyond the default radius), 5 clicks at
+ * each centre, in rounds, so each page recovers to exactly 20 clusters.
+ */
+const recoveryInsertSql = (prefix: string, pages: number) => `
+  INSERT INTO clicks (page_uuid, seq, x, y, cluster_idx, request_id, created_at)
+  SELECT '${prefix}/' || (g / ${RECOVERY_CLICKS_PER_PAGE}), (g % ${RECOVERY_CLICKS_PER_PAGE}) + 1,
+    0.1 + 0.2 * ((g % 20) % 5), 0.125 + 0.25 * ((g % 20) / 5),
+    g % 20, NULL, now()
+  FROM generate_series(0::bigint, ${pages * RECOVERY_CLICKS_PER_PAGE - 1}::bigint) AS g
+`
+
+/** Predicts every page through `url`, 64 at a time, until each has answered 200; how many 503s that took. */
+const untilEveryPageAnswers = (url: string, pages: ReadonlyArray<string>) =>
+  Effect.promise(async () => {
+    let next = 0
+    let unavailable = 0
+    const started = performance.now()
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (next < pages.length) {
+          const page = pages[next++]
+          while (true) {
+            const response = await fetch(`${url}${PREDICT}`, {
+              method: "POST",
+              headers: { "content-type": "application/json" },
+              body: JSON.stringify({ page_uuid: page, coordinates: { x: 0.1, y: 0.125 } }),
+            }).catch(() => undefined)
+            await response?.text()
+            if (response?.status === 200) break
+            unavailable++
+          }
+        }
+      }),
+    )
+    return { allMs: performance.now() - started, unavailable }
+  })
+
+/**
+ * Recovery after a runner's death: two runners over 20,000 pages of 100 clicks (about half on each), every page
+ * loaded, then one runner killed (SIGKILL); the survivor is asked about every page until all answer.
+ */
+const recoveryScenario = (adminUrl: string) =>
+  Effect.gen(function* () {
+    const prefix = `recovery-${Date.now().toString(36)}`
+    const storage = yield* postgresStorage(adminUrl)
+    const a = yield* startRunner(storage.env)
+    yield* Console.log(`\ncluster recovery: loading ${RECOVERY_PAGES * RECOVERY_CLICKS_PER_PAGE} clicks`)
+    yield* storage.exec(recoveryInsertSql(prefix, RECOVERY_PAGES))
+    const b = yield* startRunner(storage.env)
+    yield* untilReady(a)
+    const pages = Array.from({ length: RECOVERY_PAGES }, (_, p) => `${prefix}/${p}`)
+    const before = yield* forwardedCount(a)
+    // Every page loaded on its owner (those of B through A, forwarded).
+    yield* untilEveryPageAnswers(a.url, pages)
+    const pagesOnKilled = (yield* forwardedCount(a)) - before
+    yield* Console.log(`  ${pagesOnKilled} pages on the runner to kill; killing it`)
+    b.signal("SIGKILL")
+    const answered = yield* untilEveryPageAnswers(a.url, pages)
+    yield* Console.log(
+      `  every page answered ${answered.allMs.toFixed(0)} ms after the kill (${answered.unavailable} 503s)`,
+    )
+    return {
+      pages: RECOVERY_PAGES,
+      clicks: RECOVERY_PAGES * RECOVERY_CLICKS_PER_PAGE,
+      pagesOnKilled,
+      allAnswerMs: answered.allMs,
+      answers503: answered.unavailable,
+    }
+  })
 
 /** A process's CPU time so far (user + system), in ms, from /proc (Linux; clock ticks of 10 ms). */
 const cpuMs = (pid: number) =>
@@ -226,7 +311,10 @@ export const clusterScenario = (
     yield* Effect.all([untilReady(a), untilReady(b)])
     yield* measure("3 runners, all pages, all sent to", [a, b, c], spread([a, b, c]), PREDICT)
     yield* measure("3 runners, all pages, all sent to", [a, b, c], spread([a, b, c]), SAVE)
-    return { rows, notes }
+    yield* Effect.all([a.stop, b.stop, c.stop], { concurrency: "unbounded" })
+
+    const recovery = yield* Effect.scoped(recoveryScenario(adminUrl))
+    return { rows, recovery, notes }
   })
 
 /** The scenario's section of the report. */
@@ -253,5 +341,16 @@ export const clusterMarkdown = (result: ClusterResult): ReadonlyArray<string> =>
       ]),
     ),
     ...(result.notes.length > 0 ? ["", ...result.notes.map((n) => `- ${n}`)] : []),
+    ...(result.recovery === undefined
+      ? []
+      : [
+          "",
+          `Recovery after a runner's death: two runners, ${result.recovery.pages.toLocaleString("en")} pages of ` +
+            `${(result.recovery.clicks / result.recovery.pages).toFixed(0)} clicks (no snapshots), every page loaded, ` +
+            `${result.recovery.pagesOnKilled.toLocaleString("en")} of them on the runner then killed (SIGKILL). ` +
+            `Asking the survivor about every page right after the kill, 64 at a time: all answered after ` +
+            `${result.recovery.allAnswerMs.toFixed(0)} ms ` +
+            `(${result.recovery.answers503} answers 503 meanwhile, each retried).`,
+        ]),
   ]
 }
