@@ -156,6 +156,30 @@ if (postgres !== undefined) {
       }
     })
 
+    it("answers an idempotency key's first answer from every runner, and 409 for its reuse with another click", async () => {
+      const page = `${runId()}/keyed`
+      const key = "0b6f3c1e-8f1a-4c2e-9d7a-2f4b5c6d7e8f"
+      const save = async (runner: RunnerProcess, x: number) => {
+        const response = await fetch(`${runner.url}/save_click_and_predict_cluster`, {
+          method: "POST",
+          headers: { "content-type": "application/json", "idempotency-key": key },
+          body: JSON.stringify({ page_uuid: page, coordinates: { x, y: 0.5 } }),
+        })
+        return { status: response.status, body: (await response.json()) as unknown }
+      }
+      const first = await save(cluster[0]!, 0.3)
+      expect(first).toEqual({ status: 200, body: { cluster_idx: 0, is_new: true } })
+      for (const runner of cluster) {
+        expect(await save(runner, 0.3)).toEqual(first)
+        expect((await save(runner, 0.7)).status).toBe(409)
+      }
+      const stored = await fresh.current.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM clicks WHERE page_uuid = $1",
+        [page],
+      )
+      expect(stored[0]?.n).toBe(1)
+    })
+
     it("keeps every acknowledged click once, and answers as the replay, across a kill -9, a join and a graceful stop under load", async () => {
       const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31))
       seedLoad(seed)
