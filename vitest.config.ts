@@ -11,9 +11,10 @@ export default defineConfig({
     // on their database as much as they compute, so a second file fills the gaps.
     maxWorkers: 2,
     minWorkers: 1,
-    // Each file gets fresh modules. Sharing them (isolate: false) saved a quarter of the suite's CPU, but made a
-    // TestClock test fail when another file had run first in its worker (`testClock.adjust is not a function`):
-    // order-dependent, so off until that is understood.
-    isolate: true,
+    // Files share modules within a worker (a quarter of the suite's CPU went to loading them again per file). The
+    // one state that leaked between files, @effect/vitest's `it` methods rebound by `layer(...)`, is reset before
+    // each file (PristineIt.ts).
+    isolate: false,
+    setupFiles: ["test/support/PristineIt.ts"],
   },
 })
