@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { describe, expect, layer } from "@effect/vitest"
-import { Effect, Either, Fiber, Layer, Option, Stream, TestClock, TestServices } from "effect"
+import { Context, Effect, Either, Fiber, Layer, Option, Stream, TestClock, TestServices } from "effect"
 import { PageActorHost } from "../../src/actors/PageActorHost.ts"
 import { type ClusterChange, PageEvents } from "../../src/actors/PageEvents.ts"
 import { PageOwnership } from "../../src/actors/PageOwnership.ts"
@@ -552,6 +552,44 @@ describe.each(storageModes())("PageActorHost, $name database", (mode) => {
               ),
             )
             expect(yield* snapshotSeq(page)).toBe(4)
+          }),
+        ),
+      60_000,
+    )
+
+    it.scoped(
+      "fences a stale owner: its click on a seq another host stored answers 503, and its next one is served on the stored log",
+      () =>
+        TestServices.provideLive(
+          Effect.gen(function* () {
+            // Two hosts serving one page at once, as a runner that has not yet noticed its shard moved would.
+            const page = "fenced/1"
+            const stale = Context.get(yield* Layer.build(life()), PageActorHost)
+            const owner = Context.get(yield* Layer.build(life()), PageActorHost)
+            const points = clicks.slice(0, 6)
+            for (const p of points.slice(0, 3)) yield* stale.save(page, p.x, p.y, null)
+            yield* owner.save(page, points[3]!.x, points[3]!.y, null)
+            const refused = yield* Effect.either(stale.save(page, points[4]!.x, points[4]!.y, null))
+            expect(Either.isLeft(refused) && refused.left._tag).toBe("StorageUnavailable")
+            const served = yield* stale.save(page, points[5]!.x, points[5]!.y, null)
+            const sql = yield* SqlClient.SqlClient
+            const stored = yield* sql<{
+              seq: number
+              x: number
+              y: number
+              cluster_idx: number
+            }>`SELECT seq::int AS seq, x, y, cluster_idx FROM clicks WHERE page_uuid = ${page} ORDER BY seq`
+            // The log holds the owner's click at 4 and the stale host's later click at 5, each as the replay assigns.
+            expect(stored.map((r) => [r.seq, r.x])).toEqual([
+              [1, points[0]!.x],
+              [2, points[1]!.x],
+              [3, points[2]!.x],
+              [4, points[3]!.x],
+              [5, points[5]!.x],
+            ])
+            const replay = new PageClusters(0.04)
+            for (const r of stored) expect(replay.assign(r.x, r.y, 0)).toBe(r.cluster_idx)
+            expect(served.clusterIdx).toBe(stored[4]!.cluster_idx)
           }),
         ),
       60_000,
