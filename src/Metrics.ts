@@ -1,5 +1,6 @@
 import { Effect } from "effect"
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client"
+import { CounterTally } from "./MetricTally.ts"
 
 /** Latency buckets in seconds, from sub-millisecond answers to timeouts. */
 const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -14,6 +15,8 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
     collectDefaultMetrics({ register: registry })
     const registers = [registry]
     let actorsSource = { active: () => 0, mailboxDepth: () => 0 }
+    const httpRequestsTally = new CounterTally<"route" | "method" | "status">()
+    const fastLaneTally = new CounterTally<"served">()
     let clusterSource = { shardsOwned: () => 0, entitiesActive: () => 0 }
     return {
       registry,
@@ -22,7 +25,12 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
         help: "HTTP requests answered, by route, method and status.",
         labelNames: ["route", "method", "status"] as const,
         registers,
+        collect() {
+          httpRequestsTally.fold(this)
+        },
       }),
+      /** Where the request path counts `http_requests_total` (folded in when scraped). */
+      httpRequestsTally,
       httpDuration: new Histogram({
         name: "http_request_duration_seconds",
         help: "Time from request to response, by route and method.",
@@ -35,7 +43,12 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
         help: "Tracker requests answered by the fast lane in front of the HttpApi (also counted in http_requests_total).",
         labelNames: ["served"] as const,
         registers,
+        collect() {
+          fastLaneTally.fold(this)
+        },
       }),
+      /** Where the fast lane counts `http_fast_lane_requests_total` (folded in when scraped). */
+      fastLaneTally,
       clicksSaved: new Counter({
         name: "clicks_saved_total",
         help: "Clicks committed to the click log.",
@@ -121,7 +134,7 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
       }),
       messagesForwarded: new Counter({
         name: "cluster_messages_forwarded_total",
-        help: "Page messages sent to the runner owning the page, by outcome (ok, refused, failed, timeout).",
+        help: "Page messages sent to the runner owning the page, by outcome (ok; unavailable: a 503; refused: the page said no, e.g. 409).",
         labelNames: ["outcome"] as const,
         registers,
       }),

@@ -156,9 +156,9 @@ export const makeFastLane = Effect.fnUntraced(function* (
   const encodeError = apiErrorAnswers(api)
   const internal = Either.getOrThrow(encodeError(internalError()))
   const served = {
-    now: metrics.fastLaneRequests.labels("now"),
-    message: metrics.fastLaneRequests.labels("message"),
-    refused: metrics.fastLaneRequests.labels("refused"),
+    now: metrics.fastLaneTally.cell({ served: "now" }),
+    message: metrics.fastLaneTally.cell({ served: "message" }),
+    refused: metrics.fastLaneTally.cell({ served: "refused" }),
   }
 
   const declared = new Set<string>()
@@ -224,13 +224,13 @@ export const makeFastLane = Effect.fnUntraced(function* (
       else this.died(Cause.die(error), undefined)
     }
     refused() {
-      served.refused.inc()
+      served.refused.count++
     }
     now() {
-      served.now.inc()
+      served.now.count++
     }
     run<A, E>(effect: Effect.Effect<A, E>) {
-      served.message.inc()
+      served.message.count++
       return run(effect)
     }
   }
@@ -240,14 +240,14 @@ export const makeFastLane = Effect.fnUntraced(function* (
     const text = bodyText(bytes)
     const problem = typeof text === "string" ? textProblem(text) : text
     if (problem !== undefined || typeof text !== "string") {
-      served.refused.inc()
+      served.refused.count++
       return reply.fail(problem, undefined)
     }
     let body: unknown
     try {
       body = JSON.parse(text)
     } catch {
-      served.refused.inc()
+      served.refused.count++
       // "Decode": what the HttpApi's body reader says of the same body.
       return reply.fail(malformedJson("Decode"), undefined)
     }
@@ -275,7 +275,7 @@ export const makeFastLane = Effect.fnUntraced(function* (
       (Number(length) <= maxBodyBytes ? mediaTypeProblem(headers["content-type"]) : payloadTooLarge())
     if (refusal !== undefined) {
       if (refusal._tag === "PayloadTooLarge") response.setHeader("connection", "close")
-      served.refused.inc()
+      served.refused.count++
       reply.fail(refusal, undefined)
       return true
     }

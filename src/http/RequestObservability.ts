@@ -9,6 +9,7 @@ import {
 import { Effect, Exit, FiberRef, FiberSet, LogLevel, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
+import type { TallyCell } from "../MetricTally.ts"
 import { routeOf } from "./Routes.ts"
 
 /** What a handler learns about its request that the request log should carry (the page, from the body). */
@@ -51,14 +52,15 @@ export class RequestObserver extends Effect.Service<RequestObserver>()("http/Req
     const run = yield* FiberSet.makeRuntime<never>()
     const logRequests = LogLevel.lessThanEqual(config.logLevel, LogLevel.Debug)
 
-    // prom-client hashes a label set on every call: the labelled children in use are kept instead.
-    const counters = new Map<string, ReturnType<typeof metrics.httpRequests.labels>>()
+    // prom-client hashes a label set on every call: requests are tallied per label set (folded in when scraped), and
+    // the histogram's labelled children in use are kept.
+    const counters = new Map<string, TallyCell>()
     const durations = new Map<string, ReturnType<typeof metrics.httpDuration.labels>>()
     const counterOf = (route: string, method: string, status: number) => {
       const key = `${status} ${method} ${route}`
       let counter = counters.get(key)
       if (counter === undefined) {
-        counter = metrics.httpRequests.labels({ route, method, status })
+        counter = metrics.httpRequestsTally.cell({ route, method, status })
         counters.set(key, counter)
       }
       return counter
@@ -91,7 +93,7 @@ export class RequestObserver extends Effect.Service<RequestObserver>()("http/Req
     /** Counts and times an answered request, and logs it at debug level. */
     const answered = (request: AnsweredRequest) => {
       const seconds = secondsSince(request.started)
-      counterOf(request.route, request.method, request.status).inc()
+      counterOf(request.route, request.method, request.status).count++
       durationOf(request.route, request.method).observe(seconds)
       if (logRequests)
         run(
