@@ -11,7 +11,7 @@ import ts from "typescript"
  */
 type Layer = "domain" | "infrastructure" | "persistence" | "actors" | "webhooks" | "http" | "main"
 
-const infrastructure = new Set(["src/Config.ts", "src/Metrics.ts", "src/Tracing.ts"])
+const infrastructure = new Set(["src/Config.ts", "src/Metrics.ts", "src/MetricTally.ts", "src/Tracing.ts"])
 
 /** The layer of a file under src/, by its path relative to the repository (posix separators). */
 const layerOf = (file: string): Layer => {
