@@ -5,3 +5,10 @@
 export const entityIdOf = (page: string): string => encodeURIComponent(page)
 
 export const pageOf = (entityId: string): string => decodeURIComponent(entityId)
+
+/**
+ * The header of a forwarded message saying by when (epoch ms, the forwarder's clock) its sender stops waiting: its
+ * owner refuses it after that instead of serving it late (a runner paused, then resumed, finds such messages).
+ * Runners' clocks are assumed in sync (NTP); a skew moves the cut-off by as much.
+ */
+export const ANSWER_BY = "x-answer-by"

@@ -2,32 +2,51 @@ import { Entity } from "@effect/cluster"
 import { Duration, Effect } from "effect"
 import { StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { PageActorHost } from "./PageActorHost.ts"
-import { pageOf } from "./PageEntityId.ts"
+import { ANSWER_BY, pageOf } from "./PageEntityId.ts"
 import type { PageBusy } from "./PageErrors.ts"
-import { Page } from "./PageProtocol.ts"
+import { Page, type PageTag, type PayloadOf } from "./PageProtocol.ts"
 
 /** The protocol's errors have no PageBusy: a full mailbox reaches a remote caller as the 503 it is. */
 const unavailable = (busy: PageBusy) => new StorageUnavailable({ message: busy.message })
+
+const expired = new StorageUnavailable({
+  message: "the page's runner got the request after its sender stopped waiting; it was not served: retry",
+})
+
+/** Whether the sender has stopped waiting for the message (its ANSWER_BY has passed). */
+const late = (headers: Readonly<Record<string, string | undefined>>) => {
+  const by = Number(headers[ANSWER_BY])
+  return Number.isFinite(by) && Date.now() > by
+}
 
 /**
  * Cluster mode: the page entity the engine starts on the runner owning a page, for messages another runner
  * forwarded here. It keeps no state: each message goes to this runner's PageActorHost, the same actor that serves
  * the page's local requests (and its fast path), so a page has one state per runner whichever way a message came.
  * The engine runs a page's messages concurrently, so a save's commit never holds up the next one; the host keeps
- * their order. An interrupted message (its client hung up, its forwarder gave up) is taken back by the host.
+ * their order. An interrupted message (its client hung up, its forwarder gave up) is taken back by the host, and
+ * one that arrives after its sender stopped waiting (ANSWER_BY) is refused rather than served late.
  */
 export const PageEntityOnHostLive = Page.toLayer(
   Effect.gen(function* () {
     const host = yield* PageActorHost
     const page = pageOf((yield* Entity.CurrentAddress).entityId)
+    const serve = <T extends PageTag>(
+      tag: T,
+      request: {
+        readonly payload: PayloadOf<T>
+        readonly headers: Readonly<Record<string, string | undefined>>
+      },
+    ) =>
+      late(request.headers)
+        ? Effect.fail(expired)
+        : Effect.catchTag(host.send(page, tag, request.payload), "PageBusy", unavailable)
     return {
-      Save: ({ payload }) => Effect.catchTag(host.send(page, "Save", payload), "PageBusy", unavailable),
-      SaveMany: ({ payload }) =>
-        Effect.catchTag(host.send(page, "SaveMany", payload), "PageBusy", unavailable),
-      Predict: ({ payload }) => Effect.catchTag(host.send(page, "Predict", payload), "PageBusy", unavailable),
-      Largest: ({ payload }) => Effect.catchTag(host.send(page, "Largest", payload), "PageBusy", unavailable),
-      Clusters: ({ payload }) =>
-        Effect.catchTag(host.send(page, "Clusters", payload), "PageBusy", unavailable),
+      Save: (request) => serve("Save", request),
+      SaveMany: (request) => serve("SaveMany", request),
+      Predict: (request) => serve("Predict", request),
+      Largest: (request) => serve("Largest", request),
+      Clusters: (request) => serve("Clusters", request),
     }
   }),
   // A shell per page costs little; it leaves soon after its last forwarded message (the page's state is the host's).

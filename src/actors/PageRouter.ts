@@ -1,11 +1,11 @@
 import { randomUUID } from "node:crypto"
 import { type ClusterError, Sharding } from "@effect/cluster"
-import { Cause, Effect, Exit, Option } from "effect"
+import { Cause, Duration, Effect, Exit, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { PageActorHost } from "./PageActorHost.ts"
-import { entityIdOf } from "./PageEntityId.ts"
+import { ANSWER_BY, entityIdOf } from "./PageEntityId.ts"
 import { PageOwnership } from "./PageOwnership.ts"
 import { Page, type PayloadOf } from "./PageProtocol.ts"
 
@@ -106,25 +106,34 @@ export class PageRouter extends Effect.Service<PageRouter>()("actors/PageRouter"
      */
     const keyed = (requestId: string | null) => requestId ?? randomUUID()
 
+    /** When the owner must have started the message by (PageEntityOnHost refuses it after): when we give up on it. */
+    const dbTimeoutMs = Duration.toMillis(config.dbTimeout)
+    const by = () => ({ headers: { [ANSWER_BY]: String(Date.now() + dbTimeoutMs) } })
+
     return {
       save: (page: string, x: number, y: number, requestId: string | null) =>
         isLocal(page)
           ? host.save(page, x, y, requestId)
-          : forward(client(entityIdOf(page)).Save({ x, y, requestId: keyed(requestId) })),
+          : forward(client(entityIdOf(page)).Save({ x, y, requestId: keyed(requestId) }, by())),
       saveMany: (page: string, clicks: Clicks) =>
         isLocal(page)
           ? host.saveMany(page, clicks)
           : forward(
-              client(entityIdOf(page)).SaveMany({
-                clicks: clicks.map((c) => ({ ...c, requestId: keyed(c.requestId) })),
-              }),
+              client(entityIdOf(page)).SaveMany(
+                {
+                  clicks: clicks.map((c) => ({ ...c, requestId: keyed(c.requestId) })),
+                },
+                by(),
+              ),
             ),
       predict: (page: string, x: number, y: number) =>
-        isLocal(page) ? host.predict(page, x, y) : forward(client(entityIdOf(page)).Predict({ x, y })),
+        isLocal(page) ? host.predict(page, x, y) : forward(client(entityIdOf(page)).Predict({ x, y }, by())),
       largestCluster: (page: string) =>
-        isLocal(page) ? host.largestCluster(page) : forward(client(entityIdOf(page)).Largest()),
+        isLocal(page)
+          ? host.largestCluster(page)
+          : forward(client(entityIdOf(page)).Largest(undefined, by())),
       clusters: (page: string) =>
-        isLocal(page) ? host.clusters(page) : forward(client(entityIdOf(page)).Clusters()),
+        isLocal(page) ? host.clusters(page) : forward(client(entityIdOf(page)).Clusters(undefined, by())),
     }
   }),
 }) {}

@@ -312,5 +312,44 @@ if (postgres !== undefined) {
       expect(verdict.errors.slice(0, 20)).toEqual([])
       expect(verdict.acknowledged).toBeGreaterThan(100)
     })
+
+    it("does not serve a forwarded click late: its owner, paused past the sender's DB_TIMEOUT, does not store it on resuming", async () => {
+      const [via, owner] = cluster as [RunnerProcess, RunnerProcess]
+      const forwardedOk = async () => {
+        const text = await (await fetch(`${via.url}/metrics`)).text()
+        return Number(/^cluster_messages_forwarded_total\{outcome="ok"\} (\d+)/m.exec(text)?.[1] ?? 0)
+      }
+      // A page of `owner`'s: one `via` forwards (with two runners, about every other page).
+      const run = runId()
+      let page: string | undefined
+      for (let i = 0; page === undefined && i < 50; i++) {
+        const before = await forwardedOk()
+        await post(via.url, "/predict_cluster", `${run}/late-${i}`, 0.5, 0.5)
+        if ((await forwardedOk()) > before) page = `${run}/late-${i}`
+      }
+      if (page === undefined) throw new Error("no page of the other runner among 50")
+      owner.signal("SIGSTOP")
+      let answer: Awaited<ReturnType<typeof post>>
+      try {
+        answer = await post(via.url, "/save_click_and_predict_cluster", page, 0.4, 0.4)
+      } finally {
+        owner.signal("SIGCONT")
+      }
+      expect(answer).toEqual({ _tag: "Unavailable" })
+      // The owner reads the message once resumed: give it time to, then the click must not be there.
+      await owner.untilReady()
+      await sleep(1000)
+      const count = async () =>
+        (
+          await fresh.current.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM clicks WHERE page_uuid = $1",
+            [page],
+          )
+        )[0]?.n
+      expect(await count()).toBe(0)
+      const again = await post(via.url, "/save_click_and_predict_cluster", page, 0.4, 0.4)
+      expect(again).toEqual({ _tag: "Ok", body: { cluster_idx: 0, is_new: true } })
+      expect(await count()).toBe(1)
+    })
   })
 }
