@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto"
 import { type ClusterError, Sharding } from "@effect/cluster"
-import { Cause, Duration, Effect, Exit, Option } from "effect"
+import { Cause, Data, Duration, Effect, Exit, Option, Schedule } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { StorageUnavailable } from "../persistence/StorageErrors.ts"
@@ -19,6 +19,9 @@ type EngineRefusal =
 
 const isEngineRefusal = (e: { readonly _tag: string }): e is EngineRefusal =>
   e._tag === "MailboxFull" || e._tag === "AlreadyProcessingMessage" || e._tag === "PersistenceError"
+
+/** The owner was interrupted while serving the message: its shard moved away (a runner joined or left). */
+class PageMoved extends Data.TaggedError("PageMoved") {}
 
 /**
  * Where a page's messages go: this process's PageActorHost for a page it serves, else the runner owning the page
@@ -43,6 +46,10 @@ export class PageRouter extends Effect.Service<PageRouter>()("actors/PageRouter"
     const config = yield* AppConfig
     const metrics = yield* Metrics
     const isLocal = ownership.value.isLocal
+    const retryEvery = Option.match(config.cluster, {
+      onNone: () => Duration.millis(50),
+      onSome: (c) => c.sendRetry,
+    })
     const client = yield* Effect.provideService(Page.client, Sharding.Sharding, sharding.value)
     const outcome = {
       ok: metrics.messagesForwarded.labels("ok"),
@@ -59,6 +66,17 @@ export class PageRouter extends Effect.Service<PageRouter>()("actors/PageRouter"
     const forward = <A, E extends { readonly _tag: string }>(call: Effect.Effect<A, E | EngineRefusal>) => {
       const start = performance.now()
       return call.pipe(
+        // The owner let the page go mid-message (the engine interrupts a moving shard's entities): send it again, to
+        // the page's next owner. A click keeps its request id (`keyed`), so a click the old owner stored is
+        // answered from the log, not stored twice. Our own interruption (client gone, DB_TIMEOUT) never gets here.
+        Effect.catchAllCause(
+          (cause): Effect.Effect<never, E | EngineRefusal | PageMoved> =>
+            Cause.isInterruptedOnly(cause) ? Effect.fail(new PageMoved()) : Effect.failCause(cause),
+        ),
+        Effect.retry({ while: (e) => e instanceof PageMoved, schedule: Schedule.spaced(retryEvery) }),
+        Effect.catchTag("PageMoved", () =>
+          Effect.fail(new StorageUnavailable({ message: "the page moved to another runner; retry" })),
+        ),
         Effect.timeoutFail({
           duration: config.dbTimeout,
           onTimeout: () =>
