@@ -61,6 +61,10 @@ export const clickEvent = (page: string, at: number, event: ClickEvent): OutboxE
  * committed, and its deliveries with it. The fan-out is done here rather than at delivery time so that the
  * subscriptions of the moment of the commit decide (a subscription gets the events committed after it exists),
  * and the worker only ever reads deliveries. Events are numbered (seq) in the order given.
+ *
+ * Only the first pending delivery of a (subscription, page) is due; the ones behind it wait with an infinite
+ * next_attempt_at until it is settled (WebhookStore.settle promotes the next), so the worker's claim reads the due
+ * deliveries alone, however long the queues behind a slow receiver grow.
  */
 export const writeOutbox = (sql: SqlClient.SqlClient, events: ReadonlyArray<OutboxEvent>) =>
   events.length === 0
@@ -77,12 +81,21 @@ export const writeOutbox = (sql: SqlClient.SqlClient, events: ReadonlyArray<Outb
           ORDER BY ord
           RETURNING seq, type, page_uuid, threshold, created_at
         )
+        , fan AS (
+          SELECT s.id AS subscription_id, ev.seq, coalesce(ev.page_uuid, '') AS page_uuid, ev.created_at,
+                 row_number() OVER (PARTITION BY s.id, coalesce(ev.page_uuid, '') ORDER BY ev.seq) AS n
+          FROM ev JOIN webhook_subscriptions s
+            ON ev.type = ANY (s.events)
+            AND (s.pages IS NULL OR ev.page_uuid = ANY (s.pages))
+            AND (ev.threshold IS NULL OR ev.threshold = ANY (s.thresholds))
+        )
         INSERT INTO webhook_deliveries (subscription_id, event_seq, page_uuid, next_attempt_at)
-        SELECT s.id, ev.seq, coalesce(ev.page_uuid, ''), ev.created_at
-        FROM ev JOIN webhook_subscriptions s
-          ON ev.type = ANY (s.events)
-          AND (s.pages IS NULL OR ev.page_uuid = ANY (s.pages))
-          AND (ev.threshold IS NULL OR ev.threshold = ANY (s.thresholds))
+        SELECT f.subscription_id, f.seq, f.page_uuid,
+          CASE WHEN f.n = 1 AND NOT EXISTS (
+            SELECT 1 FROM webhook_deliveries q
+            WHERE q.state = 'pending' AND q.subscription_id = f.subscription_id AND q.page_uuid = f.page_uuid
+          ) THEN f.created_at ELSE 'infinity' END
+        FROM fan f
       `.pipe(Effect.asVoid)
 
 /**

@@ -78,7 +78,8 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
     )
     const deliveryColumns = sql.unsafe(`
       d.id::float8 AS id, e.id::text AS event_id, e.type AS event_type, e.page_uuid, d.state, d.attempts,
-      CASE WHEN d.state = 'pending' THEN ${iso("d.next_attempt_at")} END AS next_attempt_at,
+      CASE WHEN d.state = 'pending' AND d.next_attempt_at <> 'infinity' THEN ${iso("d.next_attempt_at")} END
+        AS next_attempt_at,
       ${iso("d.delivered_at")} AS delivered_at, d.last_status, d.last_error,
       coalesce((
         SELECT json_agg(json_build_object(
@@ -196,7 +197,8 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
       }),
 
       /**
-       * Records an attempt and the delivery's new state, in one statement; nothing when the delivery is gone (its
+       * Records an attempt and the delivery's new state, and when it is settled (delivered or dead) makes the next
+       * pending delivery of its (subscription, page) due: one statement; nothing when the delivery is gone (its
        * subscription was deleted during the attempt).
        */
       settle: Effect.fn("WebhookStore.settle")(function* (delivery: number, outcome: AttemptOutcome) {
@@ -208,18 +210,42 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
               last_status = ${outcome.status}, last_error = ${outcome.error},
               delivered_at = CASE WHEN ${outcome.state} = 'delivered' THEN to_timestamp(${outcome.at} / 1000.0) END
             WHERE id = ${delivery}
-            RETURNING id
+            RETURNING id, subscription_id, page_uuid, state
+          ), attempt AS (
+            INSERT INTO webhook_attempts (delivery_id, attempted_at, status, latency_ms, error)
+            SELECT id, to_timestamp(${outcome.at} / 1000.0), ${outcome.status}::int, ${outcome.latencyMs}::float8,
+                   ${outcome.error}::text
+            FROM d
           )
-          INSERT INTO webhook_attempts (delivery_id, attempted_at, status, latency_ms, error)
-          SELECT id, to_timestamp(${outcome.at} / 1000.0), ${outcome.status}::int, ${outcome.latencyMs}::float8,
-                 ${outcome.error}::text
-          FROM d
+          UPDATE webhook_deliveries SET next_attempt_at = to_timestamp(${outcome.at} / 1000.0)
+          WHERE next_attempt_at = 'infinity' AND id = (
+            SELECT q.id FROM d JOIN webhook_deliveries q
+              ON q.subscription_id = d.subscription_id AND q.page_uuid = d.page_uuid
+            WHERE d.state <> 'pending' AND q.state = 'pending' AND q.id <> d.id
+            ORDER BY q.event_seq LIMIT 1
+          )
         `
       }),
 
       /** Gives a claimed delivery back (its worker stops before the attempt ended): due again at once. */
       release: Effect.fn("WebhookStore.release")(function* (delivery: number) {
         yield* sql`UPDATE webhook_deliveries SET leased_until = NULL WHERE id = ${delivery} AND state = 'pending'`
+      }),
+
+      /**
+       * Makes due the waiting deliveries that nothing is ahead of any more. Settling promotes the next delivery
+       * itself; this repairs the rare race where a click's transaction queued a delivery behind one that was being
+       * settled at the same moment (neither saw the other's write), so no queue waits longer than one sweep.
+       */
+      sweep: Effect.fn("WebhookStore.sweep")(function* (now: number) {
+        yield* sql`
+          UPDATE webhook_deliveries w SET next_attempt_at = to_timestamp(${now} / 1000.0)
+          WHERE w.state = 'pending' AND w.next_attempt_at = 'infinity' AND NOT EXISTS (
+            SELECT 1 FROM webhook_deliveries e
+            WHERE e.state = 'pending' AND e.subscription_id = w.subscription_id
+              AND e.page_uuid = w.page_uuid AND e.event_seq < w.event_seq
+          )
+        `
       }),
 
       /** Pending deliveries and the age of the oldest (seconds), for the metrics. */

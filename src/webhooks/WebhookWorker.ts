@@ -1,9 +1,11 @@
-import { Effect, Layer, Schedule } from "effect"
+import { Clock, Effect, Layer, Schedule } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics } from "../Metrics.ts"
 import { OutboxSignal } from "../persistence/Outbox.ts"
 import { WebhookStore } from "../persistence/WebhookStore.ts"
 import { WebhookDelivery } from "./WebhookDelivery.ts"
+
+const HOUSEKEEPING_EVERY_MS = 5000
 
 /**
  * The delivery worker of this process: delivers what is due, then waits for the click log's signal (events
@@ -30,11 +32,21 @@ export const WebhookWorkerLive = Layer.scopedDiscard(
       ),
     )
 
+    /** Every few seconds, not every pass: both read every pending delivery. */
+    let lastHousekeeping = Number.NEGATIVE_INFINITY
+    const housekeeping = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      if (now - lastHousekeeping < HOUSEKEEPING_EVERY_MS) return
+      lastHousekeeping = now
+      yield* store.sweep(now)
+      yield* observeBacklog
+    })
+
     const turn = Effect.gen(function* () {
       const claimed = yield* delivery.runOnce
       // A full claim: more may be due at once.
       if (claimed < config.webhookConcurrency) {
-        yield* observeBacklog
+        yield* housekeeping
         yield* signal.wait(config.webhookPollInterval)
       }
     }).pipe(
