@@ -17,6 +17,7 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
     let actorsSource = { active: () => 0, mailboxDepth: () => 0 }
     const httpRequestsTally = new CounterTally<"route" | "method" | "status">()
     const fastLaneTally = new CounterTally<"served">()
+    const predictionsTally = new CounterTally<never>()
     let clusterSource = { shardsOwned: () => 0, entitiesActive: () => 0 }
     return {
       registry,
@@ -54,7 +55,16 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
         help: "Clicks committed to the click log.",
         registers,
       }),
-      predictions: new Counter({ name: "predictions_total", help: "Predictions answered.", registers }),
+      predictions: new Counter({
+        name: "predictions_total",
+        help: "Predictions answered.",
+        registers,
+        collect() {
+          predictionsTally.fold(this)
+        },
+      }),
+      /** Where predictions are counted on the hot path (folded into `predictions_total` when scraped). */
+      predictionsAnswered: predictionsTally.cell({}),
       clustersCreated: new Counter({
         name: "clusters_created_total",
         help: "Clusters founded by saved clicks.",

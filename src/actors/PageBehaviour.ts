@@ -278,7 +278,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     /** The cluster a click would join, or null; changes nothing. */
     const predict = (state: PageState, x: number, y: number): number | null => {
       const i = state.clusters.predict(x, y)
-      metrics.predictions.inc()
+      metrics.predictionsAnswered.count++
       return i === PageClusters.NONE ? null : i
     }
 
