@@ -1,5 +1,5 @@
 import { NodeContext } from "@effect/platform-node"
-import { Migrator } from "@effect/sql"
+import { Migrator, SqlClient } from "@effect/sql"
 import { PgClient, PgMigrator } from "@effect/sql-pg"
 import { Effect, Layer, Option } from "effect"
 import { AppConfig } from "../Config.ts"
@@ -45,8 +45,38 @@ const ClientLive = Layer.unwrapEffect(
   }),
 )
 
-/** The client with the schema migrated: nothing uses the database before the migrations ran. */
-export const SqlLive = PgMigrator.layer({ loader: migrations }).pipe(
-  Layer.provideMerge(ClientLive),
-  Layer.provide(NodeContext.layer),
+/** Key of the advisory lock that serialises migrations (arbitrary, fixed: "clickclu" in ASCII). */
+const migrationLock = 0x636c69636b636c75n
+
+/**
+ * Runs the migrations under a session-level advisory lock, held on a connection of its own: processes starting
+ * together on a fresh database (runners in cluster mode) migrate one after another. Without it, two concurrent
+ * `CREATE TABLE IF NOT EXISTS` can both pass the check and one fails on Postgres's catalog (a duplicate key).
+ */
+const LockedMigrations = Layer.effectDiscard(
+  Effect.scoped(
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const lockHolder = yield* sql.reserve
+      const key = [migrationLock.toString()]
+      yield* lockHolder.executeRaw("SELECT pg_advisory_lock($1)", key)
+      // Unlocked whatever happens: the connection goes back to the pool, and the lock is its session's.
+      yield* PgMigrator.run({ loader: migrations }).pipe(
+        Effect.ensuring(Effect.ignore(lockHolder.executeRaw("SELECT pg_advisory_unlock($1)", key))),
+      )
+    }),
+  ),
 )
+
+/**
+ * The migrations: locked on a Postgres server, which other processes may share; on the embedded database, which one
+ * process holds (the DATA_DIR lock) and whose socket serves one connection at a time, run as they are.
+ */
+const MigrateLive = Layer.unwrapEffect(
+  Effect.map(AppConfig, (config) =>
+    Option.isSome(config.databaseUrl) ? LockedMigrations : PgMigrator.layer({ loader: migrations }),
+  ),
+)
+
+/** The client with the schema migrated: nothing uses the database before the migrations ran. */
+export const SqlLive = MigrateLive.pipe(Layer.provideMerge(ClientLive), Layer.provide(NodeContext.layer))
