@@ -175,6 +175,26 @@ describe.each(storageModes())("webhooks, $name storage", ({ make }) => {
     }
   })
 
+  it("a page's events reach a subscriber in order: the next waits while the first is being retried", async () => {
+    const receiver = await WebhookReceiver.start((n) => (n < 2 ? 500 : 200))
+    const page = `${run}/order`
+    try {
+      await subscribe(receiver, { events: ["cluster.created"], pages: [page] })
+      for (const x of [0.1, 0.5, 0.9]) await save(page, x, 0.5)
+      await eventually(() => receiver.delivered().length === 3, 20_000, "three deliveries")
+      // The first event three times (500, 500, 200), and only then the second and the third.
+      expect(receiver.received.map((r) => [r.payload.data.cluster_idx, r.status])).toEqual([
+        [0, 500],
+        [0, 500],
+        [0, 200],
+        [1, 200],
+        [2, 200],
+      ])
+    } finally {
+      await receiver.close()
+    }
+  })
+
   it("a receiver that never answers: each attempt ends at WEBHOOK_TIMEOUT and is recorded as timed out", async () => {
     const receiver = await WebhookReceiver.start(() => "hang")
     const page = `${run}/hang`
