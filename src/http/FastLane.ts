@@ -1,6 +1,17 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http"
 import { type HttpApiEndpoint, HttpApiError } from "@effect/platform"
-import { Cause, Effect, Either, Exit, type Fiber, FiberSet, Option, ParseResult, Schema } from "effect"
+import {
+  Cause,
+  Effect,
+  Either,
+  Exit,
+  type Fiber,
+  FiberId,
+  FiberSet,
+  Option,
+  ParseResult,
+  Schema,
+} from "effect"
 import { Metrics } from "../Metrics.ts"
 import { type Answer, apiErrorAnswers, successAnswers } from "./Answers.ts"
 import { internalError, logDefect, toApiError } from "./ErrorResponses.ts"
@@ -207,6 +218,8 @@ export const makeFastLane = Effect.fnUntraced(function* (
       })
     }
     died(cause: Cause.Cause<unknown>, page: string | undefined) {
+      // Answered already, or taken back by a client that hung up (its fiber interrupted): nothing to tell.
+      if (this.answered) return
       run(logDefect(cause))
       this.answer(internal, page)
     }
@@ -231,7 +244,24 @@ export const makeFastLane = Effect.fnUntraced(function* (
     }
     run<A, E>(effect: Effect.Effect<A, E>) {
       served.message.count++
-      return run(effect)
+      const fiber = run(effect)
+      // A client that hangs up before its answer takes its request back, as with the HttpApi's server: the fiber
+      // is interrupted, so a message still waiting for its page is never served.
+      // Counted as 499 (nginx's "client closed request").
+      this.response.once("close", () => {
+        if (this.answered) return
+        this.answered = true
+        fiber.unsafeInterruptAsFork(FiberId.none)
+        observer.answered({
+          route: this.route,
+          method: this.method,
+          status: 499,
+          started: this.started,
+          requestId: this.requestId,
+          page: undefined,
+        })
+      })
+      return fiber
     }
   }
 

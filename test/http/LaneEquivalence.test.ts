@@ -56,6 +56,12 @@ const start = async (fastLane: boolean): Promise<Served> => {
 }
 
 const metricsOf = async (url: string) => (await fetch(`${url}/metrics`)).text()
+/** The lines of a scrape counting requests whose client hung up before the answer (status 499). */
+const metricsOf499 = (text: string) =>
+  text
+    .split("\n")
+    .filter((l) => l.includes('status="499"'))
+    .join("\n")
 const sample = (text: string, prefix: string) =>
   text
     .split("\n")
@@ -307,6 +313,48 @@ describe("the fast lane and the HttpApi answer alike", () => {
       await s?.proxy.close()
       await s?.storage.dispose()
     }
+  })
+
+  it("takes back a save whose client hung up while it waited for its page: it is never stored", async () => {
+    if (fast === undefined) throw new Error("servers not started")
+    const served = fast
+    const url = served.server.url
+    const page = pageOf("hangup", 0)
+    const hungUp = async () => sample(metricsOf499(await metricsOf(url)), "http_requests_total")
+    const before = { actors: sample(await metricsOf(url), "page_actors_active"), hungUp: await hungUp() }
+    // The database stalled: a predict holds the cold page's actor in recovery, and a save waits in its mailbox.
+    served.proxy.stall()
+    const first = send(served, { path: "/predict_cluster", body: click(page, 0.5, 0.5), headers: {} })
+    await until(
+      "the predict's actor",
+      async () => sample(await metricsOf(url), "page_actors_active") > before.actors,
+    )
+    const abort = new AbortController()
+    const save = fetch(`${url}/new_click`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: click(page, 0.25, 0.25),
+      signal: abort.signal,
+    }).then(
+      () => "answered",
+      () => "hung up",
+    )
+    await until(
+      "the save in the mailbox",
+      async () => sample(await metricsOf(url), "page_mailbox_depth") === 1,
+    )
+    abort.abort()
+    expect(await save).toBe("hung up")
+    await until("the server to see the hang-up", async () => (await hungUp()) > before.hungUp)
+    served.proxy.restore()
+    expect((await first).status).toBe(200)
+    // A later save of the page is served after whatever the mailbox held: then only it is stored.
+    const later = await send(served, { path: "/new_click", body: click(page, 0.75, 0.75), headers: {} })
+    expect(later.status).toBe(200)
+    const stored = await served.storage.query<{ x: number }>("SELECT x FROM clicks WHERE page_uuid = $1", [
+      page,
+    ])
+    expect(stored.map((r) => r.x)).toEqual([0.75])
   })
 
   it("answers random sequences of valid and invalid tracker requests byte for byte alike", async () => {
