@@ -167,7 +167,8 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
        * Claims up to `limit` due deliveries for `leaseMs` (other workers skip them meanwhile, and take them over
        * when the lease ran out: their worker died). Only the first pending delivery of each (subscription,
        * page) is due, so a page's events reach a subscriber in their order. SKIP LOCKED: workers of several
-       * processes claim concurrently without waiting on one another's rows.
+       * processes claim concurrently without waiting on one another's rows. In next_attempt_at order only, the
+       * due index's own order, so a claim reads `limit` rows rather than sorting every due one.
        */
       claim: Effect.fn("WebhookStore.claim")(function* (now: number, leaseMs: number, limit: number) {
         return yield* sql<ClaimedDelivery>`
@@ -182,7 +183,7 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
                   WHERE e.state = 'pending' AND e.subscription_id = d.subscription_id
                     AND e.page_uuid = d.page_uuid AND e.event_seq < d.event_seq
                 )
-              ORDER BY d.next_attempt_at, d.event_seq
+              ORDER BY d.next_attempt_at
               LIMIT ${limit}
               FOR UPDATE SKIP LOCKED
             )
