@@ -1,4 +1,4 @@
-import { SqlClient, type SqlError } from "@effect/sql"
+import { SqlClient, SqlError } from "@effect/sql"
 import { Cause, Duration, Effect, Option, Schedule } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
@@ -254,7 +254,15 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
       if (live.length === 0) return
       const oldest = Math.min(...live.map((p) => p.deadline))
       eventsWritten = false
-      const outcome = yield* insert(live).pipe(withDeadline(Duration.millis(oldest - start)), Effect.either)
+      const outcome = yield* insert(live).pipe(
+        // @effect/sql turns a failed COMMIT or ROLLBACK into a defect; it is the database's failure all the same
+        // (a connection cut mid-transaction fails the statement or the rollback, whichever notices first).
+        Effect.catchSomeDefect((defect) =>
+          defect instanceof SqlError.SqlError ? Option.some(Effect.fail(defect)) : Option.none(),
+        ),
+        withDeadline(Duration.millis(oldest - start)),
+        Effect.either,
+      )
       // After the commit, so the worker it wakes sees the deliveries.
       if (eventsWritten && outcome._tag === "Right") Option.map(outboxSignal, (signal) => signal.notify())
       if (outcome._tag === "Left") {
