@@ -169,6 +169,8 @@ export class AppConfig extends Effect.Service<AppConfig>()("AppConfig", {
       webhookBackoffMax: yield* positiveDuration("WEBHOOK_BACKOFF_MAX", "1 hour"),
       webhookConcurrency: yield* positiveInt("WEBHOOK_CONCURRENCY", 8),
       webhookPollInterval: yield* positiveDuration("WEBHOOK_POLL_INTERVAL", "1 second"),
+      /** How long delivered and dead webhook deliveries (with their attempts and events) are kept. */
+      webhookRetention: yield* positiveDuration("WEBHOOK_RETENTION", "7 days"),
       /** How long a finished export job's file is kept for download. */
       exportRetention: yield* positiveDuration("EXPORT_RETENTION", "24 hours"),
       logLevel: yield* Config.logLevel("LOG_LEVEL").pipe(Config.withDefault(LogLevel.Info)),

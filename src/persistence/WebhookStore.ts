@@ -249,6 +249,24 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
         `
       }),
 
+      /**
+       * Removes settled (delivered or dead) deliveries whose last attempt is older than `before`, with their
+       * attempts, and the events no delivery refers to any more; answers how many deliveries. Pending ones stay.
+       */
+      purge: Effect.fn("WebhookStore.purge")(function* (before: number) {
+        const removed = yield* sql`
+          DELETE FROM webhook_deliveries d
+          WHERE d.state <> 'pending' AND d.next_attempt_at < to_timestamp(${before} / 1000.0)
+          RETURNING d.event_seq
+        `
+        yield* sql`
+          DELETE FROM webhook_events e
+          WHERE e.created_at < to_timestamp(${before} / 1000.0)
+            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_seq = e.seq)
+        `
+        return removed.length
+      }),
+
       /** Pending deliveries and the age of the oldest (seconds), for the metrics. */
       backlog: sql<{ depth: number; oldest_age: number | null }>`
         SELECT count(*)::float8 AS depth,

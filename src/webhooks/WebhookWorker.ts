@@ -1,4 +1,4 @@
-import { Clock, Effect, Layer, Schedule } from "effect"
+import { Clock, Duration, Effect, Layer, Schedule } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics } from "../Metrics.ts"
 import { OutboxSignal } from "../persistence/Outbox.ts"
@@ -6,6 +6,7 @@ import { WebhookStore } from "../persistence/WebhookStore.ts"
 import { WebhookDelivery } from "./WebhookDelivery.ts"
 
 const HOUSEKEEPING_EVERY_MS = 5000
+const PURGE_EVERY = Duration.minutes(10)
 
 /**
  * The delivery worker of this process: delivers what is due, then waits for the click log's signal (events
@@ -41,6 +42,15 @@ export const WebhookWorkerLive = Layer.scopedDiscard(
       yield* store.sweep(now)
       yield* observeBacklog
     })
+
+    /** Settled deliveries past WEBHOOK_RETENTION go, with their attempts and events (the tables stay bounded). */
+    const purge = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const removed = yield* store.purge(now - Duration.toMillis(config.webhookRetention))
+      if (removed > 0)
+        yield* Effect.logInfo(`${removed} settled webhook deliveries past WEBHOOK_RETENTION removed`)
+    }).pipe(Effect.catchAll((error) => Effect.logWarning("settled webhook deliveries not removed", error)))
+    yield* Effect.forkScoped(Effect.repeat(purge, Schedule.spaced(PURGE_EVERY)))
 
     const turn = Effect.gen(function* () {
       const claimed = yield* delivery.runOnce
