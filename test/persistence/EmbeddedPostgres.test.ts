@@ -51,6 +51,15 @@ const underNonReapingParent = async (command: string, args: ReadonlyArray<string
   parent.stdout?.on("data", (d: Buffer) => {
     output.text += d.toString()
   })
+  // Until the shell has become `sleep`, it would reap its child itself (the shell waits for finished jobs): a
+  // child killed before then leaves no zombie. On a busy machine the shell can be that slow.
+  await waitFor("the parent to become sleep", () => {
+    try {
+      return readFileSync(`/proc/${parent.pid}/comm`, "utf8").trim() === "sleep"
+    } catch {
+      return false
+    }
+  })
   return { pid, parent, output }
 }
 
