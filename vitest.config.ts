@@ -1,4 +1,5 @@
 import { defineConfig } from "vitest/config"
+import ProcessTestsFirst from "./test/support/ProcessTestsFirst.ts"
 
 export default defineConfig({
   test: {
@@ -16,5 +17,6 @@ export default defineConfig({
     // each file (PristineIt.ts).
     isolate: false,
     setupFiles: ["test/support/PristineIt.ts"],
+    sequence: { sequencer: ProcessTestsFirst },
   },
 })
