@@ -1,5 +1,4 @@
 import { defineConfig } from "vitest/config"
-import ProcessTestsFirst from "./test/support/ProcessTestsFirst.ts"
 
 export default defineConfig({
   test: {
@@ -17,6 +16,5 @@ export default defineConfig({
     // each file (PristineIt.ts).
     isolate: false,
     setupFiles: ["test/support/PristineIt.ts"],
-    sequence: { sequencer: ProcessTestsFirst },
   },
 })
