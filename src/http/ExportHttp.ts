@@ -3,8 +3,7 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect, Layer, Stream } from "effect"
 import { AppConfig } from "../Config.ts"
 import { ClusterExport } from "../persistence/ClusterExport.ts"
-import { withDeadline } from "../persistence/DatabaseDeadline.ts"
-import { storageUnavailable } from "../persistence/StorageErrors.ts"
+import { readOrUnavailable } from "../persistence/DatabaseDeadline.ts"
 import { AdminAuthLive } from "./AdminAuthLive.ts"
 import { Api } from "./Api.ts"
 import { contentType, encodeRows } from "./ExportFormat.ts"
@@ -19,7 +18,7 @@ export const ExportHttpLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
       Effect.gen(function* () {
         const rows = yield* clusters
           .rows({ page: urlParams.page_uuid })
-          .pipe(withDeadline(config.dbTimeout), Effect.catchAll(storageUnavailable("reading the clusters")))
+          .pipe(readOrUnavailable(config.dbTimeout, "reading the clusters"))
         const body = rows.pipe(
           encodeRows(urlParams.format),
           // The status line is gone by now: a read that fails mid-export can only cut the connection, so the

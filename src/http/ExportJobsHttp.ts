@@ -4,9 +4,8 @@ import { NodeHttpServerRequest } from "@effect/platform-node"
 import { Effect, Layer, Option, Stream } from "effect"
 import { AppConfig } from "../Config.ts"
 import { ClusterExport } from "../persistence/ClusterExport.ts"
-import { withDeadline } from "../persistence/DatabaseDeadline.ts"
+import { readOrUnavailable } from "../persistence/DatabaseDeadline.ts"
 import { type ExportJobRow, ExportJobStore } from "../persistence/ExportJobStore.ts"
-import { storageUnavailable } from "../persistence/StorageErrors.ts"
 import { AdminAuthLive } from "./AdminAuthLive.ts"
 import { Api } from "./Api.ts"
 import { contentType } from "./ExportFormat.ts"
@@ -24,10 +23,8 @@ export const ExportJobsHttpLive = HttpApiBuilder.group(Api, "exportJobs", (handl
   Effect.gen(function* () {
     const jobs = yield* ExportJobStore
     const config = yield* AppConfig
-    const bounded =
-      (what: string) =>
-      <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        effect.pipe(withDeadline(config.dbTimeout), Effect.catchAll(storageUnavailable(what)))
+    /** Every call is one short statement, bounded as the other database reads are. */
+    const bounded = (what: string) => readOrUnavailable(config.dbTimeout, what)
     const job = (id: string) =>
       jobs.get(id).pipe(
         bounded("reading the export job"),

@@ -5,8 +5,7 @@ import { PageRouter } from "../actors/PageRouter.ts"
 import { AppConfig } from "../Config.ts"
 import { countPeriods, type Granularity } from "../domain/Periods.ts"
 import { ActivityRepository } from "../persistence/ActivityRepository.ts"
-import { withDeadline } from "../persistence/DatabaseDeadline.ts"
-import { storageUnavailable } from "../persistence/StorageErrors.ts"
+import { readOrUnavailable } from "../persistence/DatabaseDeadline.ts"
 import { Api, InvalidRequest } from "./Api.ts"
 import { notePage } from "./RequestObservability.ts"
 
@@ -59,10 +58,7 @@ export const PagesHttpLive = HttpApiBuilder.group(Api, "pages", (handlers) =>
           const clusterIdx = urlParams.cluster_idx ?? null
           const series = yield* activity
             .series(path.page_uuid, granularity, from, to, clusterIdx)
-            .pipe(
-              withDeadline(config.dbTimeout),
-              Effect.catchAll(storageUnavailable("reading the activity series")),
-            )
+            .pipe(readOrUnavailable(config.dbTimeout, "reading the activity series"))
           return {
             page_uuid: path.page_uuid,
             granularity,

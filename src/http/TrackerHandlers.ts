@@ -3,8 +3,7 @@ import { PageNotFound } from "../actors/PageErrors.ts"
 import { PageRouter } from "../actors/PageRouter.ts"
 import { AppConfig } from "../Config.ts"
 import { ClickRepository } from "../persistence/ClickRepository.ts"
-import { withDeadline } from "../persistence/DatabaseDeadline.ts"
-import { storageUnavailable } from "../persistence/StorageErrors.ts"
+import { readOrUnavailable } from "../persistence/DatabaseDeadline.ts"
 import type { Click, SaveClick } from "./Api.ts"
 import { InvalidRequest, type SaveResult } from "./Api.ts"
 import { notePage } from "./RequestObservability.ts"
@@ -69,10 +68,7 @@ export const makeTrackerHandlers = Effect.gen(function* () {
     if (Option.isNone(largest)) return yield* new PageNotFound({ message: `page ${page} has no clicks` })
     const all_coordinates = yield* clicks
       .clusterCoordinates(page, largest.value)
-      .pipe(
-        withDeadline(config.dbTimeout),
-        Effect.catchAll(storageUnavailable("reading the cluster's clicks")),
-      )
+      .pipe(readOrUnavailable(config.dbTimeout, "reading the cluster's clicks"))
     return { cluster: { cluster_idx: largest.value, all_coordinates } }
   })
 

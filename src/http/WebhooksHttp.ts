@@ -2,8 +2,7 @@ import { randomUUID } from "node:crypto"
 import { HttpApiBuilder } from "@effect/platform"
 import { Clock, Effect, Layer, Option } from "effect"
 import { AppConfig } from "../Config.ts"
-import { withDeadline } from "../persistence/DatabaseDeadline.ts"
-import { storageUnavailable } from "../persistence/StorageErrors.ts"
+import { readOrUnavailable } from "../persistence/DatabaseDeadline.ts"
 import { type Subscription, WebhookStore } from "../persistence/WebhookStore.ts"
 import { newSecret } from "../webhooks/WebhookSignature.ts"
 import { checkTarget } from "../webhooks/WebhookTarget.ts"
@@ -22,10 +21,7 @@ export const WebhooksHttpLive = HttpApiBuilder.group(Api, "webhooks", (handlers)
     const store = yield* WebhookStore
     const config = yield* AppConfig
     /** Every call is one short statement, bounded as the other database reads are. */
-    const bounded =
-      (what: string) =>
-      <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-        effect.pipe(withDeadline(config.dbTimeout), Effect.catchAll(storageUnavailable(what)))
+    const bounded = (what: string) => readOrUnavailable(config.dbTimeout, what)
     const found = <A>(id: string) =>
       Effect.flatMap((o: Option.Option<A>) =>
         Option.match(o, { onNone: () => Effect.fail(notFound(id)), onSome: Effect.succeed }),

@@ -1,4 +1,5 @@
 import { type Duration, Effect } from "effect"
+import { storageUnavailable } from "./StorageErrors.ts"
 
 /**
  * Bounds a database call by `timeout`, end to end: on timeout it fails at once with a TimeoutException and the
@@ -11,3 +12,9 @@ export const withDeadline =
   (timeout: Duration.DurationInput) =>
   <A, E, R>(self: Effect.Effect<A, E, R>) =>
     self.pipe(Effect.disconnect, Effect.interruptible, Effect.timeout(timeout))
+
+/** A read served to a client: bounded by `timeout`, any failure answered 503 ("<what> failed; retry"). */
+export const readOrUnavailable =
+  (timeout: Duration.DurationInput, what: string) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>) =>
+    self.pipe(withDeadline(timeout), Effect.catchAll(storageUnavailable(what)))

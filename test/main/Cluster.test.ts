@@ -27,6 +27,16 @@ import { storageModes } from "../support/StorageModes.ts"
  * stored log exactly as the single-process crash test does (test/support/ClickLoad.ts).
  */
 
+/** CLIENTS concurrent clients through the balancer, each with its share of the pages. */
+const clients = (balancer: Balancer, pages: ReadonlyArray<LoadPage>, stats: LoadStats) =>
+  Array.from({ length: CLIENTS }, (_, n) =>
+    client(
+      balancer,
+      pages.filter((_, i) => i % CLIENTS === n),
+      stats,
+    ),
+  )
+
 describe("cluster mode's configuration", () => {
   it("refuses to start a runner without DATABASE_URL, saying why", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cluster-config-"))
@@ -188,13 +198,7 @@ if (postgres !== undefined) {
       const stats: LoadStats = { acknowledged: 0, unexpected: [] }
       const [a, b, c] = cluster as [RunnerProcess, RunnerProcess, RunnerProcess]
       const balancer = new Balancer([a, b, c])
-      const load = Array.from({ length: CLIENTS }, (_, n) =>
-        client(
-          balancer,
-          pages.filter((_, i) => i % CLIENTS === n),
-          stats,
-        ),
-      )
+      const load = clients(balancer, pages, stats)
       const report: Array<string> = []
       try {
         await sleep(1500)
@@ -257,13 +261,7 @@ if (postgres !== undefined) {
       const paused = cluster[cluster.length - 1]!
       // The balancer keeps sending to the paused runner: it accepts connections and answers nothing.
       const balancer = new Balancer(cluster)
-      const load = Array.from({ length: CLIENTS }, (_, n) =>
-        client(
-          balancer,
-          pages.filter((_, i) => i % CLIENTS === n),
-          stats,
-        ),
-      )
+      const load = clients(balancer, pages, stats)
       const report: Array<string> = []
       try {
         await sleep(1500)

@@ -36,12 +36,7 @@ describe.each(storageModes())("webhooks through a SIGKILL, $name storage", ({ ma
     const receiver = await WebhookReceiver.start(() => (accepting ? 200 : 503))
     try {
       let server = await servers.start({ ...storage.env, ...env })
-      const made = await fetch(`${server.url}/webhooks`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ url: receiver.url, events: ["cluster.created"] }),
-      }).then((r) => r.json() as Promise<{ id: string; secret: string }>)
-      receiver.secret = made.secret
+      const made = await receiver.subscribe(server.url, ["cluster.created"])
 
       const acknowledged = new Set<string>()
       let unacknowledged = 0

@@ -29,6 +29,17 @@ export class WebhookReceiver {
     readonly url: string,
   ) {}
 
+  /** Subscribes this receiver to `events` on the service at `service` and keeps the secret to verify with. */
+  async subscribe(service: string, events: ReadonlyArray<string>): Promise<{ readonly id: string }> {
+    const made = (await fetch(`${service}/webhooks`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ url: this.url, events }),
+    }).then((r) => r.json())) as { id: string; secret: string }
+    this.secret = made.secret
+    return made
+  }
+
   static start(answer: (n: number) => number | "hang", port = 0): Promise<WebhookReceiver> {
     let self: WebhookReceiver | undefined
     const server = createServer((request: IncomingMessage, response) => {

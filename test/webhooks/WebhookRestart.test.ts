@@ -16,12 +16,7 @@ describe.each(storageModes())("webhooks through a graceful restart, $name storag
     const receiver = await WebhookReceiver.start((n) => (n === 0 ? "hang" : 200))
     try {
       let server = await InProcessServer.run({ ...storage.env, ...env })
-      const made = await fetch(`${server.url}/webhooks`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ url: receiver.url, events: ["cluster.created"] }),
-      }).then((r) => r.json() as Promise<{ id: string; secret: string }>)
-      receiver.secret = made.secret
+      await receiver.subscribe(server.url, ["cluster.created"])
       await fetch(`${server.url}/save_click_and_predict_cluster`, {
         method: "POST",
         headers: { "content-type": "application/json" },
