@@ -140,6 +140,8 @@ export class AppConfig extends Effect.Service<AppConfig>()("AppConfig", {
       mailboxSize: yield* positiveInt("MAILBOX_SIZE", 1024),
       writerBatchSize: yield* positiveInt("WRITER_BATCH_SIZE", 1000),
       writerLinger: yield* nonNegativeDuration("WRITER_LINGER", "0 millis"),
+      /** Click-log batches written at once on Postgres (each on its own connection; the embedded database: one). */
+      writerConcurrency: yield* positiveInt("WRITER_CONCURRENCY", 2),
       snapshotEvery: yield* positiveInt("SNAPSHOT_EVERY", 1000),
       snapshotInterval: yield* nonNegativeDuration("SNAPSHOT_INTERVAL", "60 seconds"),
       actorIdleTimeout: yield* nonNegativeDuration("ACTOR_IDLE_TIMEOUT", "5 minutes"),

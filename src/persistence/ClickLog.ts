@@ -64,11 +64,13 @@ const refusedByServer = (error: SqlError.SqlError) =>
   typeof error.cause === "object" && error.cause !== null && "severity" in error.cause
 
 /**
- * The click log writer (group commit): one fiber takes every waiting click of every page, writes them in one
- * multi-row insert and then settles each caller. Batches are written one after another, so a page's clicks commit
- * in their order and a failed batch stops its pages' later clicks before they are written. Clicks wait in a plain
- * array (appending is synchronous, so a page actor can hand over a click without suspending); two latches wake the
- * writer when there is work and hold appenders back while the buffer is full.
+ * The click log writer (group commit): a writer fiber takes the waiting clicks of every page, writes them in one
+ * multi-row insert and then settles each caller. Up to WRITER_CONCURRENCY batches are written at once, on their
+ * own connections, and no two of them share a page or a request id: a page's next clicks are taken only once its
+ * batch in flight is settled, so its clicks commit in their order and a failed batch stops its pages' later clicks
+ * before they are written, as with one batch at a time; and two transactions never wait on each other's keys.
+ * Clicks wait in a plain array (appending is synchronous, so a page actor can hand over a click without
+ * suspending); latches wake the writers when there is work and hold appenders back while the buffer is full.
  *
  * Every click is answered within DB_TIMEOUT of its append: a click still waiting at its deadline fails unwritten,
  * a batch's insert is bounded by its oldest click's deadline, and a watchdog settles whatever a defect would have
@@ -81,16 +83,22 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     const metrics = yield* Metrics
     /** Wakes the webhook worker when a batch wrote events; absent where no worker runs. */
     const outboxSignal = yield* Effect.serviceOption(OutboxSignal)
-    /** Whether the batch being written put events in the outbox (batches are written one at a time). */
-    let eventsWritten = false
-    const capacity = config.writerBatchSize * 4
+    // The embedded database serves one connection: a second batch in flight would only wait for it.
+    const writers = Option.isSome(config.databaseUrl)
+      ? Math.min(config.writerConcurrency, config.dbPoolSize)
+      : 1
+    const capacity = config.writerBatchSize * 4 * writers
     const timeoutMs = Duration.toMillis(config.dbTimeout)
     const waiting: Array<Pending> = []
-    /** The batch the writer holds, until every click of it is settled. */
-    let inFlight: ReadonlyArray<Pending> = []
+    /** The batches the writers hold, each until every click of it is settled. */
+    const inFlight = new Set<ReadonlyArray<Pending>>()
+    /** The pages and request ids of the batches in flight, which no other batch may take. */
+    const busyPages = new Set<string>()
+    const busyIds = new Set<string>()
+    /** Open while a writer may find something to take: clicks were appended, or a batch in flight was settled. */
     const hasWork = yield* Effect.makeLatch(false)
     const hasRoom = yield* Effect.makeLatch(true)
-    /** Open while the writer has nothing waiting and nothing in flight: what shutdown waits for. */
+    /** Open while nothing waits and nothing is in flight: what shutdown waits for. */
     const idle = yield* Effect.makeLatch(true)
 
     /**
@@ -150,8 +158,8 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
             WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.page_uuid = b.page_uuid AND i.seq = b.seq)
           `
           if (skipped.length === 0) {
-            yield* outbox(clicks, new Map())
-            return new Map<number, CommitError>()
+            const eventsWritten = yield* outbox(clicks, new Map())
+            return { failures: new Map<number, CommitError>(), eventsWritten }
           }
           const failures = new Map<number, CommitError>()
           const firstSkippedSeq = new Map<string, number>()
@@ -183,14 +191,14 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
               )
             `
           }
-          yield* outbox(clicks, failures)
-          return failures
+          const eventsWritten = yield* outbox(clicks, failures)
+          return { failures, eventsWritten }
         }),
       )
 
     /**
      * The events of the batch's stored clicks (not the skipped or undone ones) into the outbox, in the batch's
-     * transaction; nothing at all when no click of the batch has an event (the usual case).
+     * transaction; nothing at all when no click of the batch has an event (the usual case). Whether it wrote any.
      */
     const outbox = (clicks: ReadonlyArray<Pending>, failures: ReadonlyMap<number, CommitError>) => {
       let events: Array<ReturnType<typeof clickEvent>> | undefined
@@ -200,9 +208,8 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
         events ??= []
         for (const event of caused) events.push(clickEvent(p.record.page, p.record.at, event))
       })
-      if (events === undefined) return Effect.void
-      eventsWritten = true
-      return writeOutbox(sql, events)
+      if (events === undefined) return Effect.succeed(false)
+      return Effect.as(writeOutbox(sql, events), true)
     }
 
     /**
@@ -253,7 +260,6 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
       }
       if (live.length === 0) return
       const oldest = Math.min(...live.map((p) => p.deadline))
-      eventsWritten = false
       const outcome = yield* insert(live).pipe(
         // @effect/sql turns a failed COMMIT or ROLLBACK into a defect; it is the database's failure all the same
         // (a connection cut mid-transaction fails the statement or the rollback, whichever notices first).
@@ -264,7 +270,8 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
         Effect.either,
       )
       // After the commit, so the worker it wakes sees the deliveries.
-      if (eventsWritten && outcome._tag === "Right") Option.map(outboxSignal, (signal) => signal.notify())
+      if (outcome._tag === "Right" && outcome.right.eventsWritten)
+        Option.map(outboxSignal, (signal) => signal.notify())
       if (outcome._tag === "Left") {
         metrics.databaseErrors.inc({ operation: "click_log_insert" })
         yield* Effect.logWarning("click log batch failed", outcome.left)
@@ -280,7 +287,7 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
               ),
         )
       }
-      const failures = outcome.right
+      const { failures } = outcome.right
       const stored = live.length - failures.size
       metrics.commitDuration.observe(secondsSince(start))
       metrics.batchSize.observe(live.length)
@@ -289,34 +296,97 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
       yield* settle(live, (p) => byIndex.get(p))
     })
 
-    /** One turn of the writer: waits for work, takes a batch, writes it. */
-    const writeNext = Effect.gen(function* () {
-      if (waiting.length === 0) {
-        // Nothing waiting, nothing in flight (the last batch is settled). Opening, closing and awaiting happen
-        // in one synchronous step: no append can slip in between.
-        idle.unsafeOpen()
-        hasWork.unsafeClose()
-        yield* hasWork.await
+    /**
+     * Takes the next batch: the waiting clicks in their order, up to WRITER_BATCH_SIZE, leaving behind every click
+     * of a page or request id held by a batch in flight, and with it its page's later clicks (they wait for it).
+     */
+    const take = (): ReadonlyArray<Pending> => {
+      if (inFlight.size === 0) return waiting.splice(0, config.writerBatchSize)
+      const batch: Array<Pending> = []
+      const left = new Set<string>()
+      let kept = 0
+      for (const p of waiting) {
+        const { page, requestId } = p.record
+        if (
+          batch.length < config.writerBatchSize &&
+          !busyPages.has(page) &&
+          !left.has(page) &&
+          (requestId === null || !busyIds.has(requestId))
+        )
+          batch.push(p)
+        else {
+          left.add(page)
+          waiting[kept++] = p
+        }
       }
-      if (waiting.length < config.writerBatchSize && Duration.toMillis(config.writerLinger) > 0)
-        yield* Effect.sleep(config.writerLinger)
-      inFlight = waiting.splice(0, config.writerBatchSize)
-      if (waiting.length < capacity) hasRoom.unsafeOpen()
-      yield* writeBatch(inFlight)
-      inFlight = []
-    })
+      waiting.length = kept
+      return batch
+    }
 
-    // Supervised: a defect fails the batch the writer held (its outcome is unknown) and the writer goes on.
-    const writer = writeNext.pipe(
-      Effect.catchAllCause((cause) =>
-        Effect.logError("the click log writer failed; its batch is answered 503", cause).pipe(
-          Effect.zipRight(fail(inFlight, mayBeStored("the click log failed unexpectedly"))),
-          Effect.ensuring(Effect.sync(() => (inFlight = []))),
+    const hold = (batch: ReadonlyArray<Pending>) => {
+      inFlight.add(batch)
+      for (const { record } of batch) {
+        busyPages.add(record.page)
+        if (record.requestId !== null) busyIds.add(record.requestId)
+      }
+    }
+
+    /** A batch is settled: its pages' later clicks may be taken now. */
+    const release = (batch: ReadonlyArray<Pending>) => {
+      if (!inFlight.delete(batch)) return
+      for (const { record } of batch) {
+        busyPages.delete(record.page)
+        if (record.requestId !== null) busyIds.delete(record.requestId)
+      }
+      if (waiting.length > 0) hasWork.unsafeOpen()
+      else if (inFlight.size === 0) idle.unsafeOpen()
+    }
+
+    /**
+     * One writer: waits until it can take a batch, writes it, releases it. Supervised: a defect fails the batch the
+     * writer held (its outcome is unknown) and the writer goes on.
+     */
+    const writer = Effect.suspend(() => {
+      let held: ReadonlyArray<Pending> = []
+      const turn = Effect.gen(function* () {
+        if (waiting.length < config.writerBatchSize && Duration.toMillis(config.writerLinger) > 0)
+          yield* Effect.sleep(config.writerLinger)
+        let batch = take()
+        while (batch.length === 0) {
+          // Closing and awaiting happen in one synchronous step after the failed take: no append or release can
+          // slip in between unseen.
+          if (waiting.length === 0 && inFlight.size === 0) idle.unsafeOpen()
+          hasWork.unsafeClose()
+          yield* hasWork.await
+          batch = take()
+        }
+        held = batch
+        hold(batch)
+        if (waiting.length < capacity) hasRoom.unsafeOpen()
+        // Another writer may find work the take left (other pages, or more than a batch).
+        if (waiting.length > 0 && inFlight.size < writers) hasWork.unsafeOpen()
+        yield* writeBatch(batch)
+      }).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.logError("the click log writer failed; its batch is answered 503", cause).pipe(
+            Effect.zipRight(fail(held, mayBeStored("the click log failed unexpectedly"))),
+          ),
         ),
+        Effect.ensuring(
+          Effect.sync(() => {
+            release(held)
+            held = []
+          }),
+        ),
+      )
+      return Effect.forever(turn)
+    })
+    yield* Effect.forkScoped(
+      Effect.all(
+        Array.from({ length: writers }, () => writer),
+        { concurrency: "unbounded", discard: true },
       ),
-      Effect.forever,
     )
-    yield* Effect.forkScoped(writer)
 
     /**
      * The last guard of the deadline: should the writer be stuck by a bug, no caller waits much past DB_TIMEOUT.
@@ -325,7 +395,9 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     const watchdogEvery = Math.min(1000, Math.max(50, timeoutMs / 4))
     const watchdog = Effect.suspend(() => {
       const late = performance.now() - watchdogEvery
-      const overdue = [...inFlight, ...waiting].filter((p) => !p.ticket.settled && p.deadline < late)
+      const overdue = [...[...inFlight].flat(), ...waiting].filter(
+        (p) => !p.ticket.settled && p.deadline < late,
+      )
       return overdue.length === 0
         ? Effect.void
         : Effect.logError(`${overdue.length} clicks overdue in the click log; answered 503`).pipe(

@@ -162,6 +162,92 @@ describe.each(storageModes())("ClickLog writer, $name storage", ({ make }) => {
     expect(result.rows.map((r) => r.seq)).toEqual([1, 2, 3])
   })
 
+  it("with several batches in flight, each page stores exactly the prefix of its clicks answered ok, in order", async () => {
+    // Small batches and three writers: many batches in flight at once, a page's clicks spread over several of them.
+    const env = {
+      ...storage.env,
+      LOG_LEVEL: "error",
+      WRITER_LINGER: "0 millis",
+      WRITER_BATCH_SIZE: "5",
+      WRITER_CONCURRENCY: "3",
+    }
+    const writer = ClickLog.Default.pipe(
+      Layer.provide(Metrics.Default),
+      Layer.provide(AppConfig.Default),
+      Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))),
+    )
+    const tag = randomUUID().slice(0, 8)
+    const pages = Array.from({ length: 12 }, (_, i) => `conc-${tag}-${i}`)
+    // Every third page's click 4 is already stored (a stale state): its clicks 4.. must fail, none stored.
+    const poisoned = new Set(pages.filter((_, i) => i % 3 === 0))
+    // Two pages share each of a few request ids: whichever is written first keeps it, the other answers 409.
+    const shared = [randomUUID(), randomUUID()]
+    const keyOf = (i: number, seq: number) =>
+      seq === 6 && i % 4 === 1 ? shared[0] : seq === 7 && i % 4 === 2 ? shared[1] : null
+    let seed = 7
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648
+      return seed / 2_147_483_648
+    }
+    const result = await run(
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        for (const page of poisoned)
+          yield* sql`INSERT INTO clicks (page_uuid, seq, x, y, cluster_idx) VALUES (${page}, 4, 0.1, 0.1, 0)`
+        return yield* Effect.scoped(
+          Effect.gen(function* () {
+            const log = Context.get(yield* Layer.build(writer), ClickLog)
+            const chains = pages.map(() => new ClickChain())
+            const next = pages.map(() => 1)
+            const tickets = pages.map((): Array<CommitTicket> => [])
+            // The pages' clicks interleaved at random, each page's in order, appended in bursts between yields.
+            while (next.some((n) => n <= 10)) {
+              for (let burst = 0; burst < 7; burst++) {
+                const open = pages.flatMap((_, i) => ((next[i] ?? 11) <= 10 ? [i] : []))
+                const i = open[Math.floor(random() * open.length)]
+                if (i === undefined) break
+                const seq = next[i] ?? 11
+                next[i] = seq + 1
+                const page = pages[i] ?? ""
+                tickets[i]?.push(
+                  log.append(click(page, seq, keyOf(i, seq) ?? null), chains[i] ?? new ClickChain()),
+                )
+              }
+              yield* Effect.yieldNow()
+            }
+            const answers = yield* Effect.forEach(tickets, (list) => Effect.forEach(list, outcome))
+            const rows = yield* Effect.forEach(pages, (page) => stored(page))
+            const keyRows = yield* Effect.forEach(
+              shared,
+              (key) => sql<{ n: number }>`SELECT count(*)::int AS n FROM clicks WHERE request_id = ${key}`,
+            )
+            return { answers, rows, keyRows: keyRows.map((r) => r[0]?.n) }
+          }),
+        )
+      }),
+    )
+    let conflicts = 0
+    pages.forEach((page, i) => {
+      const answers = result.answers[i] ?? []
+      const stored = (result.rows[i] ?? []).map((r) => r.seq)
+      const ok = answers.flatMap((a, j) => (a === "ok" ? [j + 1] : []))
+      // A prefix answered ok, then nothing more of the page stored.
+      expect(ok).toEqual(Array.from({ length: ok.length }, (_, j) => j + 1))
+      expect(stored).toEqual(poisoned.has(page) ? [...ok, 4] : ok)
+      if (poisoned.has(page)) expect(ok.length).toBeLessThanOrEqual(3)
+      conflicts += answers.filter((a) => a === "IdempotencyConflict").length
+    })
+    // Each shared request id is stored once, by the one page whose use of it answered ok; the other uses 409.
+    shared.forEach((key, k) => {
+      const okUses = pages.filter((_, i) =>
+        [6, 7].some((seq) => keyOf(i, seq) === key && result.answers[i]?.[seq - 1] === "ok"),
+      )
+      expect(okUses.length).toBe(1)
+      expect(result.keyRows[k]).toBe(1)
+    })
+    expect(conflicts).toBeGreaterThan(0)
+  })
+
   it("closing the click log waits until every click handed to it is committed", async () => {
     const page = `p-${randomUUID()}`
     const env = { ...storage.env, LOG_LEVEL: "error", WRITER_LINGER: "0 millis", WRITER_BATCH_SIZE: "7" }
