@@ -1,7 +1,10 @@
-import { Effect, Either, ParseResult, Schema } from "effect"
+import { Effect, Either, Option, ParseResult, Schema } from "effect"
+import { PageActorHost } from "../actors/PageActorHost.ts"
+import type { SaveDecision } from "../actors/PageBehaviour.ts"
 import type { PageBusy } from "../actors/PageErrors.ts"
 import { PageRouter } from "../actors/PageRouter.ts"
 import { AppConfig } from "../Config.ts"
+import type { CommitError } from "../persistence/CommitTicket.ts"
 import type { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { type BatchAnswer, PayloadTooLarge, type RateLimited, SaveClick } from "./Api.ts"
 import { invalidRequest } from "./ErrorResponses.ts"
@@ -36,15 +39,49 @@ interface PageClicks {
   readonly clicks: Array<{ readonly x: number; readonly y: number; readonly requestId: string | null }>
 }
 
+/** Waits until every ticket of the clicks served at once is settled, and writes each click's answer. */
+const answerWhenCommitted = (
+  served: ReadonlyArray<readonly [number, SaveDecision]>,
+  answers: Array<BatchAnswer>,
+) =>
+  Effect.async<void>((resume) => {
+    let left = served.length
+    for (const [i, decision] of served)
+      decision.committed.onSettled((error: CommitError | undefined) => {
+        answers[i] = error === undefined ? saveResult(decision) : refused(error)
+        if (--left === 0) resume(Effect.void)
+      })
+  })
+
 /**
  * POST /clicks: each click decoded on its own (a bad one is its own 422 entry), the clicks grouped by page in their
- * order, one SaveMany message per page, the pages concurrently; the answer lists each click's outcome in the
- * batch's order once every click it acknowledges is committed (SaveMany answers only then).
+ * order. A page whose actor is idle has its clicks served at once, as the fast lane serves a save
+ * (PageActorHost.saveNow): a message per page costs far more than deciding its click, and a batch over hundreds of
+ * pages would spend its time on them. The other pages (cold, busy, keyed clicks, per-page rate limits, another
+ * runner's) get one SaveMany message each, concurrently, with whatever of their clicks was not served at once. The
+ * answer lists each click's outcome in the batch's order once every click it acknowledges is committed.
  */
 export const makeBatchClicks = Effect.gen(function* () {
   const router = yield* PageRouter
+  const host = yield* PageActorHost
   const config = yield* AppConfig
   const limits = yield* IngestLimits
+  // A per-page allowance is taken per page message: with one configured, every page goes through its message.
+  const serveAtOnce = Option.isNone(config.rateLimitPerPage)
+
+  /** Serves a page's leading unkeyed clicks at once while its actor stays idle; how many it served. */
+  const serveNow = (page: string, group: PageClicks, served: Array<readonly [number, SaveDecision]>) => {
+    let n = 0
+    for (; n < group.clicks.length; n++) {
+      const click = group.clicks[n]
+      const at = group.at[n]
+      if (click === undefined || at === undefined || click.requestId !== null) break
+      const decision = host.saveNow(page, click.x, click.y)
+      if (decision === undefined) break
+      served.push([at, decision])
+    }
+    return n
+  }
 
   return Effect.fnUntraced(function* (batch: ReadonlyArray<unknown>, client: string) {
     if (batch.length > config.maxBatchClicks)
@@ -75,8 +112,16 @@ export const makeBatchClicks = Effect.gen(function* () {
         requestId: click.request_id?.toLowerCase() ?? null,
       })
     }
+    const served: Array<readonly [number, SaveDecision]> = []
+    const rest: Array<readonly [string, PageClicks]> = []
+    for (const [page, group] of pages) {
+      const n = serveAtOnce ? serveNow(page, group, served) : 0
+      if (n === 0) rest.push([page, group])
+      else if (n < group.clicks.length)
+        rest.push([page, { at: group.at.slice(n), clicks: group.clicks.slice(n) }])
+    }
     yield* Effect.forEach(
-      pages,
+      rest,
       ([page, { at, clicks }]) =>
         limits.page(page, clicks.length).pipe(
           Effect.zipRight(router.saveMany(page, clicks)),
@@ -96,6 +141,7 @@ export const makeBatchClicks = Effect.gen(function* () {
         ),
       { concurrency: "unbounded", discard: true },
     )
+    if (served.length > 0) yield* answerWhenCommitted(served, answers)
     return answers
   })
 })

@@ -92,6 +92,20 @@ describe.each(storageModes())("POST /clicks, $name storage", ({ make }) => {
     ack(clicks)
   })
 
+  it("answers alike the pages served at once (idle actors) and those sent a message (a cold page, clicks after a keyed one)", async () => {
+    const cold = `batch-${run}/cold`
+    const clicks: Array<Click> = interleaved([...pages, cold], 90, 5)
+    // A keyed click midway through pages[0]: its clicks before it are served at once, it and the later ones by message.
+    const k = clicks.findIndex((c, i) => i > 20 && c.page_uuid === pages[0])
+    const keyed = clicks[k]
+    if (keyed === undefined) throw new Error("no click of pages[0] after the 20th")
+    clicks[k] = { ...keyed, request_id: randomUUID() }
+    const answer = await post(served.url, JSON.stringify(clicks))
+    expect(answer.status).toBe(200)
+    expect(answer.body).toEqual(replay(clicks, state))
+    ack(clicks)
+  })
+
   it("reads NDJSON, and text/plain holding either an array or NDJSON (what sendBeacon sends)", async () => {
     const ndjson = interleaved(pages, 30, 2)
     const asLines = (clicks: ReadonlyArray<Click>) => clicks.map((c) => JSON.stringify(c)).join("\n")
@@ -173,7 +187,7 @@ describe.each(storageModes())("POST /clicks, $name storage", ({ make }) => {
     await served.server.stop()
     const rows = await served.storage.query<{ page_uuid: string; n: string }>(
       "SELECT page_uuid, count(*) AS n FROM clicks WHERE page_uuid = ANY($1) GROUP BY page_uuid",
-      [pages],
+      [[...acknowledged.keys()]],
     )
     const stored = new Map(rows.map((r) => [r.page_uuid, Number(r.n)]))
     expect(stored).toEqual(acknowledged)
