@@ -1,4 +1,4 @@
-import { Effect, Either, Option, ParseResult, Schema } from "effect"
+import { Effect, Either, Option, ParseResult } from "effect"
 import { PageActorHost } from "../actors/PageActorHost.ts"
 import type { SaveDecision } from "../actors/PageBehaviour.ts"
 import type { PageBusy } from "../actors/PageErrors.ts"
@@ -8,6 +8,7 @@ import type { CommitError } from "../persistence/CommitTicket.ts"
 import type { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { type BatchAnswer, PayloadTooLarge, type RateLimited, SaveClick } from "./Api.ts"
 import { invalidRequest } from "./ErrorResponses.ts"
+import { decodePlainFirst } from "./PlainSchema.ts"
 import { IngestLimits } from "./RateLimit.ts"
 import { saveResult } from "./TrackerHandlers.ts"
 
@@ -31,7 +32,7 @@ const refused = (error: ClickRefusal): BatchAnswer => ({
   error: { _tag: error._tag, status: statusOf[error._tag], message: error.message },
 })
 
-const decodeClick = Schema.decodeUnknownEither(SaveClick, { errors: "all" })
+const decodeClick = decodePlainFirst(SaveClick, { errors: "all" })
 
 interface PageClicks {
   /** Where each click stands in the batch. */

@@ -1,21 +1,10 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http"
 import { type HttpApiEndpoint, HttpApiError } from "@effect/platform"
-import {
-  Cause,
-  Effect,
-  Either,
-  Exit,
-  type Fiber,
-  FiberId,
-  FiberSet,
-  Option,
-  ParseResult,
-  Schema,
-} from "effect"
+import { Cause, Effect, Either, Exit, type Fiber, FiberId, FiberSet, Option, ParseResult } from "effect"
 import { Metrics } from "../Metrics.ts"
 import { type Answer, apiErrorAnswers, successAnswers } from "./Answers.ts"
 import { internalError, logDefect, toApiError } from "./ErrorResponses.ts"
-import { plainCheck, Undecided } from "./PlainSchema.ts"
+import { decodePlainFirst } from "./PlainSchema.ts"
 import {
   bodyText,
   malformedJson,
@@ -41,20 +30,6 @@ export class Now<A, E> {
     readonly page: string,
     readonly settled?: (listener: (error: E | undefined) => void) => void,
   ) {}
-}
-
-/**
- * A schema's decoder that tries its plain check first (PlainSchema.ts): a valid request is decoded without the
- * parser's machinery; anything the check does not accept gets the parser's own answer.
- */
-const decodeFast = <A, I>(schema: Schema.Schema<A, I>) => {
-  const decode = Schema.decodeUnknownEither(schema)
-  const plain = plainCheck(schema)
-  if (plain === undefined) return decode
-  return (input: unknown): Either.Either<A, ParseResult.ParseError> => {
-    const value = plain(input)
-    return value === Undecided ? decode(input) : Either.right(value)
-  }
 }
 
 /** What one endpoint's implementation returns: an effect, run on a fiber of the lane, or a value now. */
@@ -95,8 +70,8 @@ export const route = <Name extends string, Payload, Headers, Success, Error, Api
     endpoint.payloadSchema,
     () => new globalThis.Error(`the fast lane serves endpoints with a payload (${endpoint.name})`),
   )
-  const decodePayload = decodeFast(payloadSchema)
-  const decodeHeaders = Option.map(endpoint.headersSchema, decodeFast)
+  const decodePayload = decodePlainFirst(payloadSchema)
+  const decodeHeaders = Option.map(endpoint.headersSchema, decodePlainFirst)
   const encodeSuccess = successAnswers(endpoint)
   const answerValue = (reply: Reply, value: Success, page: string | undefined) => {
     const answer = encodeSuccess(value)

@@ -1,4 +1,4 @@
-import { Option, type Schema, SchemaAST } from "effect"
+import { Either, Option, type ParseResult, Schema, SchemaAST } from "effect"
 
 /** What a plain check answers when it cannot accept a value: the schema itself must decide (and say why). */
 export const Undecided: unique symbol = Symbol.for("http/PlainSchema/Undecided")
@@ -102,3 +102,17 @@ export const plainCheck = <A, I, R>(schema: Schema.Schema<A, I, R>): PlainCheck<
 
 /** `plainCheck` of an AST (a member of a declared union, say). */
 export const plainCheckOf = (ast: SchemaAST.AST): PlainCheck<unknown> | undefined => compile(ast)
+
+/**
+ * A schema's decoder that tries its plain check first: a valid input is decoded without the parser's machinery;
+ * anything the check does not accept gets the parser's own answer.
+ */
+export const decodePlainFirst = <A, I>(schema: Schema.Schema<A, I>, options?: SchemaAST.ParseOptions) => {
+  const decode = Schema.decodeUnknownEither(schema, options)
+  const plain = plainCheck(schema)
+  if (plain === undefined) return decode
+  return (input: unknown): Either.Either<A, ParseResult.ParseError> => {
+    const value = plain(input)
+    return value === Undecided ? decode(input) : Either.right(value)
+  }
+}

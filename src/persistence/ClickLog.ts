@@ -5,6 +5,7 @@ import { Metrics, secondsSince } from "../Metrics.ts"
 import { type CommitError, CommitTicket } from "./CommitTicket.ts"
 import { withDeadline } from "./DatabaseDeadline.ts"
 import { type ClickEvent, clickEvent, OutboxSignal, writeOutbox } from "./Outbox.ts"
+import { float8Array, int4Array, int8Array } from "./PgBinaryArray.ts"
 import { IdempotencyConflict, StorageUnavailable } from "./StorageErrors.ts"
 
 /** One click as stored. */
@@ -129,6 +130,21 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     const array = <A>(clicks: ReadonlyArray<Pending>, f: (r: ClickRecord) => A) =>
       clicks.map((p) => f(p.record))
 
+    /** The batch's pages once each, and each click's page as a 1-based index into them (a batch is often one page). */
+    const pageIndexes = (clicks: ReadonlyArray<Pending>) => {
+      const names: Array<string> = []
+      const index = new Map<string, number>()
+      const indexes = clicks.map(({ record: { page } }) => {
+        let i = index.get(page)
+        if (i === undefined) {
+          i = names.push(page)
+          index.set(page, i)
+        }
+        return i
+      })
+      return { names, indexes }
+    }
+
     /**
      * One transaction per batch. The insert skips (ON CONFLICT DO NOTHING) a row whose request id or (page, seq)
      * is already stored and names it; the later rows of that row's page, computed on a state that counted the
@@ -138,14 +154,17 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     const insert = (clicks: ReadonlyArray<Pending>) =>
       sql.withTransaction(
         Effect.gen(function* () {
+          const pages = pageIndexes(clicks)
           const skipped = yield* sql<SkippedRow>`
             WITH batch AS (
-              SELECT * FROM unnest(
-                ${array(clicks, (r) => r.page)}::text[], ${array(clicks, (r) => r.seq)}::bigint[],
-                ${array(clicks, (r) => r.x)}::float8[], ${array(clicks, (r) => r.y)}::float8[],
-                ${array(clicks, (r) => r.clusterIdx)}::int[], ${array(clicks, (r) => r.requestId)}::uuid[],
-                ${array(clicks, (r) => r.at)}::float8[]
-              ) WITH ORDINALITY AS b(page_uuid, seq, x, y, cluster_idx, request_id, at_ms, ord)
+              SELECT (${pages.names}::text[])[b.page] AS page_uuid, b.seq, b.x, b.y, b.cluster_idx, b.request_id,
+                     b.at_ms, b.ord
+              FROM unnest(
+                ${int4Array(pages.indexes)}::int4[], ${int8Array(array(clicks, (r) => r.seq))}::int8[],
+                ${float8Array(array(clicks, (r) => r.x))}::float8[], ${float8Array(array(clicks, (r) => r.y))}::float8[],
+                ${int4Array(array(clicks, (r) => r.clusterIdx))}::int4[], ${array(clicks, (r) => r.requestId)}::uuid[],
+                ${float8Array(array(clicks, (r) => r.at))}::float8[]
+              ) WITH ORDINALITY AS b(page, seq, x, y, cluster_idx, request_id, at_ms, ord)
             ), inserted AS (
               INSERT INTO clicks (page_uuid, seq, x, y, cluster_idx, request_id, created_at)
               SELECT page_uuid, seq, x, y, cluster_idx, request_id, to_timestamp(at_ms / 1000.0) FROM batch
