@@ -146,74 +146,62 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     }
 
     /**
-     * One transaction per batch. The insert skips (ON CONFLICT DO NOTHING) a row whose request id or (page, seq)
-     * is already stored and names it; the later rows of that row's page, computed on a state that counted the
-     * skipped click, are deleted again before the commit. So a batch stores, per page, exactly a prefix of its
-     * clicks, and the skipped rows are returned to be answered.
+     * Appends a batch in one statement (click_log_append, migration 0005): it skips a row whose request id or
+     * (page, seq) is already stored and deletes again the later rows of that row's page (computed on a state that
+     * counted the skipped click), atomically, so a batch stores, per page, exactly a prefix of its clicks. Answers
+     * each click's failure by its position in the batch.
+     */
+    const appendBatch = (clicks: ReadonlyArray<Pending>) =>
+      Effect.gen(function* () {
+        const pages = pageIndexes(clicks)
+        const skipped = yield* sql<SkippedRow>`
+          SELECT ord, seq_taken FROM click_log_append(
+            ${pages.names}::text[], ${int4Array(pages.indexes)}::int4[],
+            ${int8Array(array(clicks, (r) => r.seq))}::int8[], ${float8Array(array(clicks, (r) => r.x))}::float8[],
+            ${float8Array(array(clicks, (r) => r.y))}::float8[], ${int4Array(array(clicks, (r) => r.clusterIdx))}::int4[],
+            ${array(clicks, (r) => r.requestId)}::uuid[], ${float8Array(array(clicks, (r) => r.at))}::float8[]
+          )
+        `
+        const failures = new Map<number, CommitError>()
+        if (skipped.length === 0) return failures
+        const firstSkippedSeq = new Map<string, number>()
+        for (const row of skipped) {
+          const p = clicks[row.ord - 1]
+          if (p === undefined) continue
+          const { page, seq, requestId } = p.record
+          failures.set(
+            row.ord - 1,
+            requestId === null || row.seq_taken
+              ? notStored("the page's state was behind the click log (it is reloaded)")
+              : new IdempotencyConflict({
+                  message: `request id ${requestId} was already used for another click`,
+                }),
+          )
+          firstSkippedSeq.set(page, Math.min(seq, firstSkippedSeq.get(page) ?? seq))
+        }
+        // The rows the statement deleted again: answered as not stored.
+        clicks.forEach((p, i) => {
+          const first = firstSkippedSeq.get(p.record.page)
+          if (first !== undefined && p.record.seq > first)
+            failures.set(i, notStored("an earlier click of this page was not stored"))
+        })
+        return failures
+      })
+
+    /**
+     * A batch commits in one statement; one whose clicks cause webhook events (rare) writes them to the outbox in
+     * the same transaction, for its stored clicks only.
      */
     const insert = (clicks: ReadonlyArray<Pending>) =>
-      sql.withTransaction(
-        Effect.gen(function* () {
-          const pages = pageIndexes(clicks)
-          const skipped = yield* sql<SkippedRow>`
-            WITH batch AS (
-              SELECT (${pages.names}::text[])[b.page] AS page_uuid, b.seq, b.x, b.y, b.cluster_idx, b.request_id,
-                     b.at_ms, b.ord
-              FROM unnest(
-                ${int4Array(pages.indexes)}::int4[], ${int8Array(array(clicks, (r) => r.seq))}::int8[],
-                ${float8Array(array(clicks, (r) => r.x))}::float8[], ${float8Array(array(clicks, (r) => r.y))}::float8[],
-                ${int4Array(array(clicks, (r) => r.clusterIdx))}::int4[], ${array(clicks, (r) => r.requestId)}::uuid[],
-                ${float8Array(array(clicks, (r) => r.at))}::float8[]
-              ) WITH ORDINALITY AS b(page, seq, x, y, cluster_idx, request_id, at_ms, ord)
-            ), inserted AS (
-              INSERT INTO clicks (page_uuid, seq, x, y, cluster_idx, request_id, created_at)
-              SELECT page_uuid, seq, x, y, cluster_idx, request_id, to_timestamp(at_ms / 1000.0) FROM batch
-              ON CONFLICT DO NOTHING
-              RETURNING page_uuid, seq
-            )
-            SELECT b.ord::int AS ord,
-                   EXISTS (SELECT 1 FROM clicks c WHERE c.page_uuid = b.page_uuid AND c.seq = b.seq) AS seq_taken
-            FROM batch b
-            WHERE NOT EXISTS (SELECT 1 FROM inserted i WHERE i.page_uuid = b.page_uuid AND i.seq = b.seq)
-          `
-          if (skipped.length === 0) {
-            const eventsWritten = yield* outbox(clicks, new Map())
-            return { failures: new Map<number, CommitError>(), eventsWritten }
-          }
-          const failures = new Map<number, CommitError>()
-          const firstSkippedSeq = new Map<string, number>()
-          for (const row of skipped) {
-            const p = clicks[row.ord - 1]
-            if (p === undefined) continue
-            const { page, seq, requestId } = p.record
-            failures.set(
-              row.ord - 1,
-              requestId === null || row.seq_taken
-                ? notStored("the page's state was behind the click log (it is reloaded)")
-                : new IdempotencyConflict({
-                    message: `request id ${requestId} was already used for another click`,
-                  }),
-            )
-            firstSkippedSeq.set(page, Math.min(seq, firstSkippedSeq.get(page) ?? seq))
-          }
-          const undone: Array<Pending> = []
-          clicks.forEach((p, i) => {
-            const first = firstSkippedSeq.get(p.record.page)
-            if (first === undefined || p.record.seq <= first) return
-            if (!failures.has(i)) undone.push(p)
-            failures.set(i, notStored("an earlier click of this page was not stored"))
-          })
-          if (undone.length > 0) {
-            yield* sql`
-              DELETE FROM clicks WHERE (page_uuid, seq) IN (
-                SELECT * FROM unnest(${array(undone, (r) => r.page)}::text[], ${array(undone, (r) => r.seq)}::bigint[])
-              )
-            `
-          }
-          const eventsWritten = yield* outbox(clicks, failures)
-          return { failures, eventsWritten }
-        }),
-      )
+      clicks.some((p) => p.record.events !== undefined && p.record.events.length > 0)
+        ? sql.withTransaction(
+            Effect.gen(function* () {
+              const failures = yield* appendBatch(clicks)
+              const eventsWritten = yield* outbox(clicks, failures)
+              return { failures, eventsWritten }
+            }),
+          )
+        : Effect.map(appendBatch(clicks), (failures) => ({ failures, eventsWritten: false }))
 
     /**
      * The events of the batch's stored clicks (not the skipped or undone ones) into the outbox, in the batch's

@@ -8,6 +8,7 @@ import createClicks from "./migrations/0001_create_clicks.ts"
 import createPageSnapshots from "./migrations/0002_create_page_snapshots.ts"
 import createWebhooks from "./migrations/0003_create_webhooks.ts"
 import createExportJobs from "./migrations/0004_create_export_jobs.ts"
+import createClickLogAppend from "./migrations/0005_create_click_log_append.ts"
 
 /** The schema's history: one numbered migration per concern, run in the order of their numbers. */
 const migrations = Migrator.fromRecord({
@@ -15,6 +16,7 @@ const migrations = Migrator.fromRecord({
   "0002_create_page_snapshots": createPageSnapshots,
   "0003_create_webhooks": createWebhooks,
   "0004_create_export_jobs": createExportJobs,
+  "0005_create_click_log_append": createClickLogAppend,
 })
 
 /** Id of the newest migration (readiness requires the database to have it), read from the record as the migrator reads it. */
