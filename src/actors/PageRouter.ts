@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto"
 import { type ClusterError, Sharding } from "@effect/cluster"
-import { Cause, Data, Duration, Effect, Exit, Option, Schedule } from "effect"
+import { Cause, Data, Duration, Effect, Exit, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { StorageUnavailable } from "../persistence/StorageErrors.ts"
+import { failAfter } from "./FailAfter.ts"
 import { PageActorHost } from "./PageActorHost.ts"
 import { ANSWER_BY, entityIdOf } from "./PageEntityId.ts"
 import { PageOwnership } from "./PageOwnership.ts"
@@ -65,26 +66,33 @@ export class PageRouter extends Effect.Service<PageRouter>()("actors/PageRouter"
      */
     const forward = <A, E extends { readonly _tag: string }>(call: Effect.Effect<A, E | EngineRefusal>) => {
       const start = performance.now()
-      return call.pipe(
-        // The owner let the page go mid-message (the engine interrupts a moving shard's entities): send it again, to
-        // the page's next owner. A click keeps its request id (`keyed`), so a click the old owner stored is
-        // answered from the log, not stored twice. Our own interruption (client gone, DB_TIMEOUT) never gets here.
-        Effect.catchAllCause(
-          (cause): Effect.Effect<never, E | EngineRefusal | PageMoved> =>
-            Cause.isInterruptedOnly(cause) ? Effect.fail(new PageMoved()) : Effect.failCause(cause),
-        ),
-        Effect.retry({ while: (e) => e instanceof PageMoved, schedule: Schedule.spaced(retryEvery) }),
-        Effect.catchTag("PageMoved", () =>
-          Effect.fail(new StorageUnavailable({ message: "the page moved to another runner; retry" })),
-        ),
-        Effect.timeoutFail({
-          duration: config.dbTimeout,
-          onTimeout: () =>
+      // The owner let the page go mid-message (the engine interrupts a moving shard's entities): send it again, to
+      // the page's next owner. A click keeps its request id (`keyed`), so a click the old owner stored is answered
+      // from the log, not stored twice. Our own interruption (client gone, DB_TIMEOUT) never gets here. A plain
+      // recursion rather than Effect.retry: a retry schedule costs its set-up on every message, and moves are rare.
+      const attempt: Effect.Effect<A, E | EngineRefusal | PageMoved> = Effect.catchAllCause(
+        call,
+        (cause): Effect.Effect<never, E | EngineRefusal | PageMoved> =>
+          Cause.isInterruptedOnly(cause) ? Effect.fail(new PageMoved()) : Effect.failCause(cause),
+      )
+      const untilServed: Effect.Effect<A, E | EngineRefusal> = Effect.catchIf(
+        attempt,
+        (e): e is PageMoved => e instanceof PageMoved,
+        () =>
+          Effect.delay(
+            Effect.suspend(() => untilServed),
+            retryEvery,
+          ),
+      )
+      return untilServed.pipe(
+        failAfter(
+          config.dbTimeout,
+          () =>
             new StorageUnavailable({
               message:
                 "the page's runner did not answer in time (DB_TIMEOUT); a click may have been stored: retry with the same request_id or Idempotency-Key to be sure it is stored once",
             }),
-        }),
+        ),
         Effect.catchIf(isEngineRefusal, (e) =>
           Effect.fail(new StorageUnavailable({ message: `the page's runner refused it (${e._tag}); retry` })),
         ),
