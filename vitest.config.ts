@@ -3,7 +3,7 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    globalSetup: ["test/support/EmbeddedTemplate.ts"],
+    globalSetup: ["test/support/EmbeddedTemplate.ts", "test/support/ServerBundle.ts"],
     // Server-process tests start real databases; a loaded two-core CI machine needs generous bounds.
     testTimeout: 180_000,
     hookTimeout: 120_000,

@@ -1,75 +1,14 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
-import { once } from "node:events"
 import { readFileSync, rmSync } from "node:fs"
-import { fileURLToPath } from "node:url"
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Option } from "effect"
 import { isHolderAlive, parseProcStat } from "../../src/persistence/EmbeddedPostgres.ts"
-import { runId } from "../support/Cases.ts"
-import { freePort, ServerProcess } from "../support/ServerProcess.ts"
+import { ServerProcess } from "../support/ServerProcess.ts"
 import { freshDataDir } from "../support/StorageModes.ts"
+import { nonReapingParents, psState, underNonReapingParent, waitFor } from "../support/Unreaped.ts"
 
-const root = fileURLToPath(new URL("../..", import.meta.url))
-
-/** The process state as `ps` reports it (`Z` for a zombie), or "" once no such process exists. */
-const psState = (pid: number) => {
-  try {
-    return execFileSync("ps", ["-o", "stat=", "-p", String(pid)])
-      .toString()
-      .trim()
-  } catch {
-    return ""
-  }
-}
-
-const waitFor = async (what: string, ok: () => boolean) => {
-  const deadline = Date.now() + 30_000
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
-/**
- * Runs `command` under a parent that never reaps its children (a shell that execs `sleep`): once killed, the
- * command's process stays a zombie for as long as that parent lives. Resolves to the command's pid.
- */
-const underNonReapingParent = async (command: string, args: ReadonlyArray<string>, env = process.env) => {
-  const parent = spawn("sh", ["-c", '"$@" & echo $!; exec sleep 600', "sh", command, ...args], {
-    cwd: root,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  })
-  const output = { text: "" }
-  parent.stderr?.on("data", (d: Buffer) => {
-    output.text += d.toString()
-  })
-  const [first] = await once(parent.stdout!, "data")
-  const pid = Number(String(first).split("\n")[0])
-  parent.stdout?.on("data", (d: Buffer) => {
-    output.text += d.toString()
-  })
-  // Until the shell has become `sleep`, it would reap its child itself (the shell waits for finished jobs): a
-  // child killed before then leaves no zombie. On a busy machine the shell can be that slow.
-  await waitFor("the parent to become sleep", () => {
-    try {
-      return readFileSync(`/proc/${parent.pid}/comm`, "utf8").trim() === "sleep"
-    } catch {
-      return false
-    }
-  })
-  return { pid, parent, output }
-}
-
-const Clusters = Schema.Struct({ clusters: Schema.Array(Schema.Struct({ count: Schema.Number })) })
-
-const parents: Array<ChildProcess> = []
-afterAll(() => {
-  // the zombies go to init with their parent
-  for (const p of parents) p.kill("SIGKILL")
-})
+const parents = nonReapingParents()
 
 describe("liveness of a lock's holder", () => {
   it.effect("tells a zombie, and a recycled pid, from the process that wrote the lock", () =>
@@ -130,58 +69,4 @@ describe("embedded database directory", () => {
     servers.push(second)
     expect((await fetch(`${second.url}/readyz`)).status).toBe(200)
   })
-})
-
-describe("restart the instant the old server is SIGKILLed", () => {
-  const dir = freshDataDir()
-  afterAll(() => rmSync(dir, { recursive: true, force: true }))
-
-  /** The real server, started under a parent that will not reap it: killed, it stays a zombie. */
-  const startUnreaped = async () => {
-    const port = await freePort()
-    const { DATABASE_URL: _, ADMIN_TOKEN: __, ...inherited } = process.env
-    const env = { ...inherited, DATA_DIR: dir, HOST: "127.0.0.1", PORT: String(port), LOG_LEVEL: "warn" }
-    const started = await underNonReapingParent(process.execPath, ["--import", "tsx", "src/main.ts"], env)
-    parents.push(started.parent)
-    const url = `http://127.0.0.1:${port}`
-    const deadline = Date.now() + 60_000
-    while (true) {
-      if (!/^[RSD]/.test(psState(started.pid))) throw new Error(`the server exited:\n${started.output.text}`)
-      if (Date.now() > deadline) throw new Error(`the server did not start:\n${started.output.text}`)
-      const ok = await fetch(`${url}/`).then(
-        (r) => r.ok,
-        () => false,
-      )
-      if (ok) break
-      await new Promise((r) => setTimeout(r, 100))
-    }
-    return { ...started, url }
-  }
-
-  it("starts on the same DATA_DIR while the killed one is not yet reaped, and serves its clicks", async () => {
-    const page = `${runId()}/zombie`
-    let saved = 0
-    let server = await startUnreaped()
-    for (let round = 0; round < 3; round++) {
-      for (let i = 0; i < 5; i++) {
-        const response = await fetch(`${server.url}/save_click_and_predict_cluster`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ page_uuid: page, coordinates: { x: 0.1 + 0.01 * i, y: 0.5 + 0.1 * round } }),
-        })
-        expect(response.status).toBe(200)
-        saved++
-      }
-      const old = server
-      process.kill(old.pid, "SIGKILL")
-      server = await startUnreaped()
-      // the test is about a holder that is dead but not reaped: it must still be one now
-      expect(psState(old.pid)).toMatch(/^Z/)
-      const answer = await fetch(`${server.url}/pages/${encodeURIComponent(page)}/clusters`)
-      expect(answer.status).toBe(200)
-      const body = Schema.decodeUnknownSync(Clusters)(await answer.json())
-      expect(body.clusters.reduce((n, c) => n + c.count, 0)).toBe(saved)
-    }
-    process.kill(server.pid, "SIGKILL")
-  }, 360_000)
 })

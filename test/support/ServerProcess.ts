@@ -3,6 +3,7 @@ import { once } from "node:events"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import { afterAll } from "@effect/vitest"
+import { inject } from "vitest"
 
 /** The repository's root: where `src/…` scripts are run from. */
 export const root = fileURLToPath(new URL("../..", import.meta.url))
@@ -18,18 +19,27 @@ export const inheritedEnv = () => {
   return env
 }
 
-/** Runs `src/<script>` under tsx, as `npm run …` would, with the inherited environment plus `env`. */
+/**
+ * Runs `src/<script>` with the inherited environment plus `env`: this run's bundle of it (ServerBundle.ts) where
+ * there is one, else under tsx as `npm run …` would.
+ */
 export const spawnScript = (
   script: string,
   args: ReadonlyArray<string>,
   env: Record<string, string>,
   stdio: "pipe" | "ignore" = "pipe",
 ) =>
-  spawn(process.execPath, ["--import", "tsx", script, ...args], {
+  spawn(process.execPath, [...scriptArgs(script), ...args], {
     cwd: root,
     env: { ...inheritedEnv(), ...env },
     stdio: ["ignore", stdio, "pipe"],
   })
+
+/** The node arguments that run `script` (`src/…`). */
+export const scriptArgs = (script: string): ReadonlyArray<string> => {
+  const bundle = inject("serverBundles")?.[script]
+  return bundle === undefined ? ["--import", "tsx", script] : [bundle]
+}
 
 /** A port nobody listens on right now. */
 export const freePort = (): Promise<number> =>
