@@ -6,6 +6,7 @@ import { promisify } from "node:util"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { parse } from "csv-parse/sync"
 import { clusterCentre, generateClicks } from "../../src/cli/ClickGenerator.ts"
+import { scriptArgs } from "../support/ServerProcess.ts"
 
 const options = {
   pages: 7,
@@ -64,17 +65,7 @@ describe("gen-clicks command", () => {
 
   it("writes a CSV with a header and one row per click", async () => {
     const out = join(dir, "clicks.csv")
-    const args = [
-      "--import",
-      "tsx",
-      "src/cli/genClicks.ts",
-      "--pages",
-      "4",
-      "--clusters",
-      "2",
-      "--clicks",
-      "500",
-    ]
+    const args = [...scriptArgs("src/cli/genClicks.ts"), "--pages", "4", "--clusters", "2", "--clicks", "500"]
     await promisify(execFile)(process.execPath, [...args, "--noise", "0.02", "--out", out, "--seed", "7"])
     const text = readFileSync(out, "utf8")
     expect(text.split("\n")[0]).toBe("page_uuid,x,y,timestamp")

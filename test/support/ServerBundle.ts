@@ -14,7 +14,7 @@ declare module "vitest" {
 const root = fileURLToPath(new URL("../..", import.meta.url))
 
 /** The scripts tests run as child processes. */
-const scripts = ["src/main.ts", "src/cli/export.ts"]
+const scripts = ["src/main.ts", "src/cli/export.ts", "src/cli/genClicks.ts"]
 
 /**
  * Vitest global setup: bundles the service's own code (not its packages) once per run, so a child process loads
