@@ -4,7 +4,6 @@ import { Cause, Data, Duration, Effect, Exit, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { StorageUnavailable } from "../persistence/StorageErrors.ts"
-import { failAfter } from "./FailAfter.ts"
 import { PageActorHost } from "./PageActorHost.ts"
 import { ANSWER_BY, entityIdOf } from "./PageEntityId.ts"
 import { PageOwnership } from "./PageOwnership.ts"
@@ -85,14 +84,14 @@ export class PageRouter extends Effect.Service<PageRouter>()("actors/PageRouter"
           ),
       )
       return untilServed.pipe(
-        failAfter(
-          config.dbTimeout,
-          () =>
+        Effect.timeoutFail({
+          duration: config.dbTimeout,
+          onTimeout: () =>
             new StorageUnavailable({
               message:
                 "the page's runner did not answer in time (DB_TIMEOUT); a click may have been stored: retry with the same request_id or Idempotency-Key to be sure it is stored once",
             }),
-        ),
+        }),
         Effect.catchIf(isEngineRefusal, (e) =>
           Effect.fail(new StorageUnavailable({ message: `the page's runner refused it (${e._tag}); retry` })),
         ),
