@@ -12,7 +12,7 @@ import { SnapshotStore } from "../persistence/SnapshotStore.ts"
 import { IdempotencyConflict, storageUnavailable } from "../persistence/StorageErrors.ts"
 import { type PageInterest, WebhookInterest } from "../persistence/WebhookInterest.ts"
 import { PageEvents } from "./PageEvents.ts"
-import type { ErrorOf, PageTag, PayloadOf, SavedClick, SuccessOf } from "./PageProtocol.ts"
+import type { ClickError, ErrorOf, PageTag, PayloadOf, SavedClick, SuccessOf } from "./PageProtocol.ts"
 
 /** The answer to a save, decided at once: acknowledged to the client once `committed` settles without error. */
 export interface SaveDecision {
@@ -20,8 +20,6 @@ export interface SaveDecision {
   readonly isNew: boolean
   readonly committed: CommitTicket
 }
-
-type SaveError = ErrorOf<"Save">
 
 /**
  * How a page serves the message tagged `T`: decided in the page's order (the outer effect, which may fail at once),
@@ -283,7 +281,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     }
 
     /** A save's completion: its answer, once its click is committed. */
-    const acknowledged = (decision: SaveDecision): Effect.Effect<SavedClick, SaveError> =>
+    const acknowledged = (decision: SaveDecision): Effect.Effect<SavedClick, ClickError> =>
       Effect.as(decision.committed.await, { clusterIdx: decision.clusterIdx, isNew: decision.isNew })
 
     /**
@@ -313,7 +311,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         Effect.tap(decideSave(state, payload, deadline), () => snapshotIfDue(state)),
       SaveMany: Effect.fnUntraced(function* (state, { clicks }, deadline) {
         // Each click decided in turn, as if sent one after another; one click's refusal is its own answer.
-        const completions: Array<Effect.Effect<SavedClick, SaveError>> = []
+        const completions: Array<Effect.Effect<SavedClick, ClickError>> = []
         const looked = yield* lookUpKeys(state, clicks, deadline)
         for (const click of clicks) {
           const decided = yield* Effect.either(decideSave(state, click, deadline, looked))

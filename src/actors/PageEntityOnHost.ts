@@ -3,11 +3,7 @@ import { Duration, Effect } from "effect"
 import { StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { PageActorHost } from "./PageActorHost.ts"
 import { ANSWER_BY, pageOf } from "./PageEntityId.ts"
-import type { PageBusy } from "./PageErrors.ts"
 import { Page, type PageTag, type PayloadOf } from "./PageProtocol.ts"
-
-/** The protocol's errors have no PageBusy: a full mailbox reaches a remote caller as the 503 it is. */
-const unavailable = (busy: PageBusy) => new StorageUnavailable({ message: busy.message })
 
 const expired = new StorageUnavailable({
   message: "the page's runner got the request after its sender stopped waiting; it was not served: retry",
@@ -37,10 +33,7 @@ export const PageEntityOnHostLive = Page.toLayer(
         readonly payload: PayloadOf<T>
         readonly headers: Readonly<Record<string, string | undefined>>
       },
-    ) =>
-      late(request.headers)
-        ? Effect.fail(expired)
-        : Effect.catchTag(host.send(page, tag, request.payload), "PageBusy", unavailable)
+    ) => (late(request.headers) ? Effect.fail(expired) : host.send(page, tag, request.payload))
     return {
       Save: (request) => serve("Save", request),
       SaveMany: (request) => serve("SaveMany", request),

@@ -2,6 +2,7 @@ import { Entity } from "@effect/cluster"
 import { Rpc } from "@effect/rpc"
 import { Schema } from "effect"
 import { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageErrors.ts"
+import { PageBusy } from "./PageErrors.ts"
 
 /**
  * The page actor's protocol: every message a page serves, with its payload, its answer and its errors, declared
@@ -12,6 +13,9 @@ import { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageE
  * The ordering rule, stated once: a page serves its messages one at a time, in the order they reached it. A
  * message is decided (its click assigned and numbered, its read answered) before the next one is looked at; a save
  * is acknowledged only once its click is committed, and its commit never waits for a later message.
+ *
+ * Every message may also fail with PageBusy before the page looks at it (its mailbox is full, the service is
+ * shutting down), so a message forwarded to another runner answers the same 503 as a local one.
  */
 
 /** A coordinate of the unit square. */
@@ -34,6 +38,10 @@ export const ClusterSummary = Schema.Struct({
   lastAt: Schema.Number,
 })
 
+/** Why one click was not stored: the database failed, or its request id belongs to another click. */
+export const ClickError = Schema.Union(StorageUnavailable, IdempotencyConflict)
+export type ClickError = typeof ClickError.Type
+
 /**
  * Stores a click and answers the cluster it joined or founded. A request id (a client's idempotency key) already
  * stored for the same click answers the first answer again; for another click, IdempotencyConflict.
@@ -41,7 +49,7 @@ export const ClusterSummary = Schema.Struct({
 export const Save = Rpc.make("Save", {
   payload: { x: Unit, y: Unit, requestId: Schema.NullOr(Schema.String) },
   success: SavedClick,
-  error: Schema.Union(StorageUnavailable, IdempotencyConflict),
+  error: Schema.Union(ClickError, PageBusy),
 })
 
 /**
@@ -50,29 +58,27 @@ export const Save = Rpc.make("Save", {
  */
 export const SaveMany = Rpc.make("SaveMany", {
   payload: { clicks: Schema.Array(Save.payloadSchema) },
-  success: Schema.Array(
-    Schema.Either({ right: SavedClick, left: Schema.Union(StorageUnavailable, IdempotencyConflict) }),
-  ),
-  error: StorageUnavailable,
+  success: Schema.Array(Schema.Either({ right: SavedClick, left: ClickError })),
+  error: Schema.Union(StorageUnavailable, PageBusy),
 })
 
 /** The cluster a click would join (null: it would found one); changes nothing. */
 export const Predict = Rpc.make("Predict", {
   payload: { x: Unit, y: Unit },
   success: Schema.NullOr(ClusterIndex),
-  error: StorageUnavailable,
+  error: Schema.Union(StorageUnavailable, PageBusy),
 })
 
 /** The index of the cluster with the most clicks (ties → lower index); none for a page without clicks. */
 export const Largest = Rpc.make("Largest", {
   success: Schema.Option(ClusterIndex),
-  error: StorageUnavailable,
+  error: Schema.Union(StorageUnavailable, PageBusy),
 })
 
 /** Every cluster of the page, by index. */
 export const Clusters = Rpc.make("Clusters", {
   success: Schema.Array(ClusterSummary),
-  error: StorageUnavailable,
+  error: Schema.Union(StorageUnavailable, PageBusy),
 })
 
 /** The page entity: its messages, addressed by page id. */

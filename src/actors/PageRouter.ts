@@ -115,7 +115,10 @@ export class PageRouter extends Effect.Service<PageRouter>()("actors/PageRouter"
             else {
               // A 503 (the runner, the engine or the database unavailable) or the page's own refusal (a 409).
               const failure = Cause.failureOption(exit.cause)
-              if (Option.isSome(failure) && failure.value._tag === "StorageUnavailable")
+              if (
+                Option.isSome(failure) &&
+                (failure.value._tag === "StorageUnavailable" || failure.value._tag === "PageBusy")
+              )
                 outcome.unavailable.inc()
               else outcome.refused.inc()
             }
