@@ -1,4 +1,4 @@
-import { cpSync, mkdirSync, mkdtempSync, rmSync } from "node:fs"
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { build } from "esbuild"
@@ -27,6 +27,11 @@ export default async function setup(project: TestProject) {
   // Inside node_modules, so the bundles' imports of PGlite resolve as the sources' do; one directory per run.
   const parent = join(root, "node_modules", ".cache", "click-clusters-test")
   mkdirSync(parent, { recursive: true })
+  // A run killed before its teardown leaves its bundles behind: gone once a day old (no run lasts that long).
+  for (const entry of readdirSync(parent)) {
+    const path = join(parent, entry)
+    if (Date.now() - statSync(path).mtimeMs > 86_400_000) rmSync(path, { recursive: true, force: true })
+  }
   const dir = mkdtempSync(join(parent, "run-"))
   await build({
     entryPoints: scripts,
