@@ -7,13 +7,16 @@ export default defineConfig({
     // Server-process tests start real databases; a loaded two-core CI machine needs generous bounds.
     testTimeout: 180_000,
     hookTimeout: 120_000,
-    // Two files at a time, also on two cores (Vitest's default would be one): most files serve in-process and wait
-    // on their database as much as they compute, so a second file fills the gaps.
-    maxWorkers: 2,
+    // Three files at a time on two cores: most files serve in-process and wait on their database or on child
+    // processes as much as they compute, so two workers left a fifth of the machine idle (1.6 cores busy). Fresh-cache
+    // embedded runs: 116.0 and 120.9 s against 127.9 and 129.0 s with two. All three kept from the start: with
+    // minWorkers 1 and three workers, two runs of two ended in tinypool's "Terminating worker thread", two files
+    // never reported and their workers left running; with three from the start, none of four runs did.
+    maxWorkers: 3,
+    minWorkers: 3,
     // The young generation the service runs with (`npm start`): the in-process servers allocate as it does. Fresh
-    // runs back to back: 135.2 s wall, 217 s CPU without; 127.9 s, 203.5 s with.
+    // runs back to back: 135.2 s wall, 217 s CPU without; 127.9 s, 203.5 s with (two workers).
     poolOptions: { forks: { execArgv: ["--max-semi-space-size=32"] } },
-    minWorkers: 1,
     // Files share modules within a worker (a quarter of the suite's CPU went to loading them again per file). The
     // one state that leaked between files, @effect/vitest's `it` methods rebound by `layer(...)`, is reset before
     // each file (PristineIt.ts).
