@@ -9,7 +9,7 @@ import { CommitTicket } from "../persistence/CommitTicket.ts"
 import { withDeadline } from "../persistence/DatabaseDeadline.ts"
 import type { ClickEvent } from "../persistence/Outbox.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
-import { IdempotencyConflict, storageUnavailable } from "../persistence/StorageErrors.ts"
+import { IdempotencyConflict, StorageUnavailable, storageUnavailable } from "../persistence/StorageErrors.ts"
 import { type PageInterest, WebhookInterest } from "../persistence/WebhookInterest.ts"
 import { PageEvents } from "./PageEvents.ts"
 import type { ClickError, ErrorOf, PageTag, PayloadOf, SavedClick, SuccessOf } from "./PageProtocol.ts"
@@ -280,6 +280,12 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       return i === PageClusters.NONE ? null : i
     }
 
+    /** A read that waited for the page's latest clicks, which were not stored: the page reloads; retry. */
+    const unsettled = () =>
+      new StorageUnavailable({
+        message: "the page's latest clicks were not stored; the page is reloaded: retry",
+      })
+
     /** A save's completion: its answer, once its click is committed. */
     const acknowledged = (decision: SaveDecision): Effect.Effect<SavedClick, ClickError> =>
       Effect.as(decision.committed.await, { clusterIdx: decision.clusterIdx, isNew: decision.isNew })
@@ -326,7 +332,10 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       Largest: (state) =>
         Effect.sync(() => {
           const i = state.clusters.largest()
-          return Effect.succeed(i === PageClusters.NONE ? Option.none() : Option.some(i))
+          const largest = i === PageClusters.NONE ? Option.none() : Option.some(i)
+          // Answered once every click it was chosen by is committed: the caller reads the cluster's clicks from
+          // the log next (GET /get_best_cluster), which must hold them all, never a cluster with clicks missing.
+          return Effect.as(Effect.mapError(state.lastCommit.await, unsettled), largest)
         }),
       Clusters: ({ clusters }) =>
         Effect.sync(() =>

@@ -286,6 +286,45 @@ describe.each(storageModes())("PageActorHost, $name database", (mode) => {
         ),
     )
 
+    it.scoped("answers the largest cluster only once the clicks it was chosen by are committed", () =>
+      TestServices.provideLive(
+        Effect.gen(function* () {
+          const page = "largest/committed"
+          const sql = yield* SqlClient.SqlClient
+          yield* Effect.gen(function* () {
+            const host = yield* PageActorHost
+            yield* host.save(page, 0.2, 0.2, null)
+            const pending = yield* sql.withTransaction(
+              Effect.gen(function* () {
+                // Inserts into clicks wait for this transaction: the clicks below are decided, not committed.
+                yield* sql`LOCK TABLE clicks IN SHARE MODE`
+                const saves = yield* Effect.fork(
+                  Effect.all([host.save(page, 0.8, 0.8, null), host.save(page, 0.801, 0.8, null)], {
+                    concurrency: "unbounded",
+                  }),
+                )
+                // Both decided (in memory, their commit waiting on the lock) before the read is sent.
+                yield* waitUntil(
+                  Effect.map(host.clusters(page), (all) => all.reduce((n, c) => n + c.count, 0) === 3),
+                )
+                const largest = yield* Effect.fork(host.largestCluster(page))
+                yield* pause(300)
+                // Cluster 1 is the largest by two clicks the log does not hold yet: no answer until it does.
+                expect(yield* Fiber.poll(largest)).toEqual(Option.none())
+                return { saves, largest }
+              }),
+            )
+            expect(yield* Fiber.join(pending.largest)).toEqual(Option.some(1))
+            const [row] = yield* sql<{
+              n: number
+            }>`SELECT count(*)::int AS n FROM clicks WHERE page_uuid = ${page} AND cluster_idx = 1`
+            expect(row?.n).toBe(2)
+            yield* Fiber.join(pending.saves)
+          }).pipe(Effect.scoped, Effect.provide(life()))
+        }),
+      ),
+    )
+
     it.scoped(
       "answers 503 to every save of a failed batch and restarts the page from the database",
       () =>
