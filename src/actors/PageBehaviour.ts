@@ -77,10 +77,6 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     const radius = config.clusterRadius
     const snapshotIntervalMs = Duration.toMillis(config.snapshotInterval)
 
-    /**
-     * Latest snapshot (when it was taken with this radius) + the clicks after it, in order; bounded by DB_TIMEOUT,
-     * or by the deadline of the save that waits for it.
-     */
     /** A page's state as replayed from the database: a new chain whose clicks are all committed. */
     const stateOf = (page: string, replay: PageReplay): PageState => {
       replay.clusters.compact()
@@ -97,10 +93,16 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       }
     }
 
+    /**
+     * Latest snapshot (when it was taken with this radius) + the clicks after it, in order; bounded by DB_TIMEOUT,
+     * or by the deadline of the save that waits for it.
+     */
     const recover = Effect.fn("PageBehaviour.recover")(
       function* (page: string, _deadline?: number) {
         yield* Effect.annotateCurrentSpan("page", page)
         const start = performance.now()
+        // A statement of the page that outlived its deadline could still commit after the read below.
+        yield* clickLog.written(page)
         const replay = new PageReplay(radius, Option.getOrUndefined(yield* snapshots.latest(page)))
         replay.apply(yield* clicks.clicksAfter(page, replay.snapshotSeq))
         const state = stateOf(page, replay)
@@ -124,7 +126,6 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     const conflict = (requestId: string) =>
       new IdempotencyConflict({ message: `request id ${requestId} was already used for a different click` })
 
-    /** The first answer to an earlier save with the same request id: from memory, else from the click log. */
     /** The answer a stored click was given, or IdempotencyConflict when it is another click. */
     const answerOf = (
       state: PageState,
@@ -290,11 +291,6 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     const acknowledged = (decision: SaveDecision): Effect.Effect<SavedClick, ClickError> =>
       Effect.as(decision.committed.await, { clusterIdx: decision.clusterIdx, isNew: decision.isNew })
 
-    /**
-     * How each message is served, given the page's state and the message's deadline. Each handler is decided in
-     * the page's order and returns the message's completion, which the sender awaits outside that order (a save's
-     * commit), so a page goes on to its next message while earlier clicks are being written.
-     */
     /** Decides one save: an earlier answer to its request id, else a new click handed to the log. */
     const decideSave = Effect.fnUntraced(function* (
       state: PageState,
@@ -312,6 +308,11 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       return acknowledged(decision)
     })
 
+    /**
+     * How each message is served, given the page's state and the message's deadline. Each handler is decided in
+     * the page's order and returns the message's completion, which the sender awaits outside that order (a save's
+     * commit), so a page goes on to its next message while earlier clicks are being written.
+     */
     const handlers: PageHandlers = {
       Save: (state, payload, deadline) =>
         Effect.tap(decideSave(state, payload, deadline), () => snapshotIfDue(state)),
@@ -348,10 +349,6 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       state.seq > state.snapshotSeq &&
       (state.seq - state.snapshotSeq >= config.snapshotEvery || now - state.snapshotAt >= snapshotIntervalMs)
 
-    /**
-     * Captures the state now and returns the effect that stores it once every click it covers is committed
-     * (a snapshot never holds a click the log does not). The actor forks that effect: it is off the request path.
-     */
     /** Stores a snapshot once every click it covers is committed; the store gets DB_TIMEOUT of its own. */
     const storeSnapshot = Effect.fn("PageBehaviour.storeSnapshot")(
       function* (page: string, seq: number, clusters: PageClustersSnapshot, committed: CommitTicket) {
@@ -372,6 +369,10 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         ),
     )
 
+    /**
+     * Captures the state now and returns the effect that stores it once every click it covers is committed
+     * (a snapshot never holds a click the log does not). The actor forks that effect: it is off the request path.
+     */
     const takeSnapshot = (state: PageState) => {
       const seq = state.seq
       const clusters = state.clusters.toSnapshot()

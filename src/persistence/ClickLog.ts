@@ -1,9 +1,8 @@
 import { SqlClient, SqlError } from "@effect/sql"
-import { Cause, Duration, Effect, Option, Schedule } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, FiberId, FiberSet, Option, Schedule } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { type CommitError, CommitTicket } from "./CommitTicket.ts"
-import { withDeadline } from "./DatabaseDeadline.ts"
 import { type ClickEvent, clickEvent, OutboxSignal, writeOutbox } from "./Outbox.ts"
 import { float8Array, int4Array, int8Array } from "./PgBinaryArray.ts"
 import { IdempotencyConflict, StorageUnavailable } from "./StorageErrors.ts"
@@ -99,6 +98,14 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
     /** Open while a writer may find something to take: clicks were appended, or a batch in flight was settled. */
     const hasWork = yield* Effect.makeLatch(false)
     const hasRoom = yield* Effect.makeLatch(true)
+    /**
+     * Batches whose statement outlived its deadline (their callers were answered 503 "may have been stored"),
+     * each until the statement's interruption is over: until then it may still commit, so its pages stay busy,
+     * and a page's recovery waits (`written`) rather than read a log the statement may change after it.
+     */
+    const lingering = new Set<ReadonlyArray<Pending>>()
+    const lingeringPages = new Map<string, Deferred.Deferred<void>>()
+    const interruptions = yield* FiberSet.make()
     /** Open while nothing waits and nothing is in flight: what shutdown waits for. */
     const idle = yield* Effect.makeLatch(true)
 
@@ -267,15 +274,21 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
       }
       if (live.length === 0) return
       const oldest = Math.min(...live.map((p) => p.deadline))
-      const outcome = yield* insert(live).pipe(
-        // @effect/sql turns a failed COMMIT or ROLLBACK into a defect; it is the database's failure all the same
-        // (a connection cut mid-transaction fails the statement or the rollback, whichever notices first).
-        Effect.catchSomeDefect((defect) =>
-          defect instanceof SqlError.SqlError ? Option.some(Effect.fail(defect)) : Option.none(),
+      const statement = yield* Effect.fork(
+        insert(live).pipe(
+          // @effect/sql turns a failed COMMIT or ROLLBACK into a defect; it is the database's failure all the
+          // same (a connection cut mid-transaction fails the statement or the rollback, whichever notices first).
+          Effect.catchSomeDefect((defect) =>
+            defect instanceof SqlError.SqlError ? Option.some(Effect.fail(defect)) : Option.none(),
+          ),
+          Effect.interruptible,
         ),
-        withDeadline(Duration.millis(oldest - start)),
+      )
+      const outcome = yield* Fiber.join(statement).pipe(
+        Effect.timeout(Duration.millis(oldest - start)),
         Effect.either,
       )
+      if (outcome._tag === "Left" && outcome.left._tag === "TimeoutException") yield* linger(taken, statement)
       // After the commit, so the worker it wakes sees the deliveries.
       if (outcome._tag === "Right" && outcome.right.eventsWritten)
         Option.map(outboxSignal, (signal) => signal.notify())
@@ -338,9 +351,33 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
       }
     }
 
+    /**
+     * Keeps a timed-out batch in flight while its statement is interrupted in the background (the driver cancels
+     * it with `pg_cancel_backend` and waits for that answer), then releases it.
+     */
+    const linger = (batch: ReadonlyArray<Pending>, statement: Fiber.RuntimeFiber<unknown, unknown>) => {
+      lingering.add(batch)
+      const over = Deferred.unsafeMake<void>(FiberId.none)
+      for (const { record } of batch) lingeringPages.set(record.page, over)
+      return FiberSet.run(
+        interruptions,
+        Fiber.interrupt(statement).pipe(
+          Effect.ensuring(
+            Effect.sync(() => {
+              lingering.delete(batch)
+              for (const { record } of batch)
+                if (lingeringPages.get(record.page) === over) lingeringPages.delete(record.page)
+              Deferred.unsafeDone(over, Exit.void)
+              release(batch)
+            }),
+          ),
+        ),
+      )
+    }
+
     /** A batch is settled: its pages' later clicks may be taken now. */
     const release = (batch: ReadonlyArray<Pending>) => {
-      if (!inFlight.delete(batch)) return
+      if (lingering.has(batch) || !inFlight.delete(batch)) return
       for (const { record } of batch) {
         busyPages.delete(record.page)
         if (record.requestId !== null) busyIds.delete(record.requestId)
@@ -444,6 +481,14 @@ export class ClickLog extends Effect.Service<ClickLog>()("persistence/ClickLog",
       append,
       /** Whether the writer's buffer has room: `append` may be called without waiting. */
       hasRoom: () => waiting.length < capacity,
+      /**
+       * Waits until no statement of the page that outlived its deadline can still commit: what a page's recovery
+       * reads then is what the log holds. At once unless such a statement is being interrupted (after an outage).
+       */
+      written: (page: string): Effect.Effect<void> => {
+        const over = lingeringPages.get(page)
+        return over === undefined ? Effect.void : Deferred.await(over)
+      },
       /** Waits while the writer's buffer is full (backpressure for page actors). */
       awaitRoom: Effect.suspend(() => (waiting.length < capacity ? Effect.void : hasRoom.await)),
     }
