@@ -9,6 +9,7 @@ import createPageSnapshots from "./migrations/0002_create_page_snapshots.ts"
 import createWebhooks from "./migrations/0003_create_webhooks.ts"
 import createExportJobs from "./migrations/0004_create_export_jobs.ts"
 import createClickLogAppend from "./migrations/0005_create_click_log_append.ts"
+import clickLogAppendPlainInsert from "./migrations/0006_click_log_append_plain_insert.ts"
 
 /** The schema's history: one numbered migration per concern, run in the order of their numbers. */
 const migrations = Migrator.fromRecord({
@@ -17,6 +18,7 @@ const migrations = Migrator.fromRecord({
   "0003_create_webhooks": createWebhooks,
   "0004_create_export_jobs": createExportJobs,
   "0005_create_click_log_append": createClickLogAppend,
+  "0006_click_log_append_plain_insert": clickLogAppendPlainInsert,
 })
 
 /** Id of the newest migration (readiness requires the database to have it), read from the record as the migrator reads it. */
