@@ -338,10 +338,13 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
           // the log next (GET /get_best_cluster), which must hold them all, never a cluster with clicks missing.
           return Effect.as(Effect.mapError(state.lastCommit.await, unsettled), largest)
         }),
-      Clusters: ({ clusters }) =>
-        Effect.sync(() =>
-          Effect.succeed(Array.from({ length: clusters.size }, (_, i) => clusters.summary(i))),
-        ),
+      Clusters: ({ clusters, lastCommit }) =>
+        Effect.sync(() => {
+          const all = Array.from({ length: clusters.size }, (_, i) => clusters.summary(i))
+          // Answered once every click counted in them is committed: an analyst never sees a click the log may
+          // yet refuse (a failed batch undoes it in memory only by the page's reload).
+          return Effect.as(Effect.mapError(lastCommit.await, unsettled), all)
+        }),
     }
 
     /** Whether the page has clicks its snapshot does not cover and one is due. */

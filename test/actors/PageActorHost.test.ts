@@ -298,15 +298,13 @@ describe.each(storageModes())("PageActorHost, $name database", (mode) => {
               Effect.gen(function* () {
                 // Inserts into clicks wait for this transaction: the clicks below are decided, not committed.
                 yield* sql`LOCK TABLE clicks IN SHARE MODE`
-                const saves = yield* Effect.fork(
-                  Effect.all([host.save(page, 0.8, 0.8, null), host.save(page, 0.801, 0.8, null)], {
-                    concurrency: "unbounded",
-                  }),
-                )
-                // Both decided (in memory, their commit waiting on the lock) before the read is sent.
-                yield* waitUntil(
-                  Effect.map(host.clusters(page), (all) => all.reduce((n, c) => n + c.count, 0) === 3),
-                )
+                const saves = [
+                  yield* Effect.fork(host.save(page, 0.8, 0.8, null)),
+                  yield* Effect.fork(host.save(page, 0.801, 0.8, null)),
+                ]
+                // Both decided (in memory, their commit waiting on the lock) before the read is sent: a prediction
+                // is served in the page's order, after them, and sees their cluster.
+                yield* waitUntil(Effect.map(host.predict(page, 0.8, 0.8), (i) => i === 1))
                 const largest = yield* Effect.fork(host.largestCluster(page))
                 yield* pause(300)
                 // Cluster 1 is the largest by two clicks the log does not hold yet: no answer until it does.
@@ -319,7 +317,34 @@ describe.each(storageModes())("PageActorHost, $name database", (mode) => {
               n: number
             }>`SELECT count(*)::int AS n FROM clicks WHERE page_uuid = ${page} AND cluster_idx = 1`
             expect(row?.n).toBe(2)
-            yield* Fiber.join(pending.saves)
+            yield* Fiber.joinAll(pending.saves)
+          }).pipe(Effect.scoped, Effect.provide(life()))
+        }),
+      ),
+    )
+
+    it.scoped("answers a page's clusters only once every click counted in them is committed", () =>
+      TestServices.provideLive(
+        Effect.gen(function* () {
+          const page = "clusters/committed"
+          const sql = yield* SqlClient.SqlClient
+          yield* Effect.gen(function* () {
+            const host = yield* PageActorHost
+            yield* host.save(page, 0.2, 0.2, null)
+            const pending = yield* sql.withTransaction(
+              Effect.gen(function* () {
+                yield* sql`LOCK TABLE clicks IN SHARE MODE`
+                const save = yield* Effect.fork(host.save(page, 0.8, 0.8, null))
+                yield* waitUntil(Effect.map(host.predict(page, 0.8, 0.8), (i) => i === 1))
+                const clusters = yield* Effect.fork(host.clusters(page))
+                yield* pause(300)
+                // Cluster 1 holds a click the log does not hold yet: no answer until it does.
+                expect(yield* Fiber.poll(clusters)).toEqual(Option.none())
+                return { save, clusters }
+              }),
+            )
+            expect((yield* Fiber.join(pending.clusters)).map((c) => c.count)).toEqual([1, 1])
+            yield* Fiber.join(pending.save)
           }).pipe(Effect.scoped, Effect.provide(life()))
         }),
       ),
