@@ -1,8 +1,9 @@
 import { RateLimiter } from "@effect/experimental"
 import { HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
-import { Duration, Effect, Option } from "effect"
+import { Duration, Effect, Option, Schedule } from "effect"
 import { AppConfig } from "../Config.ts"
 import { RateLimited } from "./Api.ts"
+import { makeExpiringStore } from "./ExpiringRateLimiterStore.ts"
 
 /** Whether any ingestion rate limit is configured (the fast lane is then off). */
 export const rateLimitsConfigured = (config: {
@@ -13,14 +14,20 @@ export const rateLimitsConfigured = (config: {
 /**
  * Ingestion rate limits (RATE_LIMIT_PER_IP, RATE_LIMIT_PER_PAGE clicks per RATE_LIMIT_WINDOW, each off unless set):
  * a save costs one click, a batch as many as it holds, from its client's allowance and from each page's. Fixed
- * windows counted in memory by @effect/experimental's RateLimiter: one process's counts, not a cluster's. The fast
+ * windows counted in memory by @effect/experimental's RateLimiter (ExpiringRateLimiterStore.ts, which forgets a
+ * key once its count ran out): one process's counts, not a cluster's. The fast
  * lane does not apply them: with a limit configured the lane is off and every save goes through the HttpApi.
  */
 export class IngestLimits extends Effect.Service<IngestLimits>()("http/IngestLimits", {
-  effect: Effect.gen(function* () {
+  scoped: Effect.gen(function* () {
     const config = yield* AppConfig
-    const limiter = yield* RateLimiter.make
     const window = config.rateLimitWindow
+    const counts = yield* makeExpiringStore
+    // A key's count runs out at most a window after its last click: sweeping once a window bounds the keys held
+    // by the clients and pages seen in the last two windows.
+    if (rateLimitsConfigured(config))
+      yield* Effect.forkScoped(Effect.repeat(counts.sweep, Schedule.spaced(window)))
+    const limiter = yield* Effect.provideService(RateLimiter.make, RateLimiter.RateLimiterStore, counts.store)
 
     const allowance = (scope: "client" | "page", setting: string, limit: Option.Option<number>) =>
       Option.match(limit, {
@@ -58,7 +65,6 @@ export class IngestLimits extends Effect.Service<IngestLimits>()("http/IngestLim
       page: allowance("page", "RATE_LIMIT_PER_PAGE", config.rateLimitPerPage),
     } as const
   }),
-  dependencies: [RateLimiter.layerStoreMemory],
 }) {}
 
 /** The client a request's allowance is kept under: its peer address (no proxy header is trusted). */
