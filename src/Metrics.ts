@@ -114,6 +114,12 @@ export class Metrics extends Effect.Service<Metrics>()("Metrics", {
         buckets: latencyBuckets,
         registers,
       }),
+      recoveryLoadPages: new Histogram({
+        name: "page_recovery_load_pages",
+        help: "Pages read together by one recovery load (pages asked for while a load is in flight wait for the next).",
+        buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 500],
+        registers,
+      }),
       recoveryDuration: new Histogram({
         name: "page_recovery_duration_seconds",
         help: "Time to rebuild a page's state from its snapshot and clicks.",

@@ -6,6 +6,7 @@ import { ActivityRepository } from "./persistence/ActivityRepository.ts"
 import { ClickLog } from "./persistence/ClickLog.ts"
 import { ClickRepository } from "./persistence/ClickRepository.ts"
 import { OutboxSignal } from "./persistence/Outbox.ts"
+import { PageHistory } from "./persistence/PageHistory.ts"
 import { Readiness } from "./persistence/Readiness.ts"
 import { SnapshotStore } from "./persistence/SnapshotStore.ts"
 import { SqlLive } from "./persistence/Sql.ts"
@@ -18,6 +19,7 @@ export const StorageLive = Layer.mergeAll(
   ClickLog.Default,
   ClickRepository.Default,
   SnapshotStore.Default,
+  PageHistory.Default,
   ActivityRepository.Default,
   Readiness.Default,
   WebhookStore.Default,

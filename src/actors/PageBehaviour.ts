@@ -8,6 +8,7 @@ import { ClickRepository, type KeyedClick } from "../persistence/ClickRepository
 import { CommitTicket } from "../persistence/CommitTicket.ts"
 import { withDeadline } from "../persistence/DatabaseDeadline.ts"
 import type { ClickEvent } from "../persistence/Outbox.ts"
+import { PageHistory } from "../persistence/PageHistory.ts"
 import { SnapshotStore } from "../persistence/SnapshotStore.ts"
 import { IdempotencyConflict, StorageUnavailable, storageUnavailable } from "../persistence/StorageErrors.ts"
 import { type PageInterest, WebhookInterest } from "../persistence/WebhookInterest.ts"
@@ -70,6 +71,7 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
     const clickLog = yield* ClickLog
     const clicks = yield* ClickRepository
     const snapshots = yield* SnapshotStore
+    const history = yield* PageHistory
     const metrics = yield* Metrics
     const events = yield* PageEvents
     /** What webhook subscriptions want of the clicks; a host without webhooks (some tests) decides no events. */
@@ -103,8 +105,9 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         const start = performance.now()
         // A statement of the page that outlived its deadline could still commit after the read below.
         yield* clickLog.written(page)
-        const replay = new PageReplay(radius, Option.getOrUndefined(yield* snapshots.latest(page)))
-        replay.apply(yield* clicks.clicksAfter(page, replay.snapshotSeq))
+        const stored = yield* history.load(page)
+        const replay = new PageReplay(radius, Option.getOrUndefined(stored.snapshot))
+        replay.apply(stored.clicks)
         const state = stateOf(page, replay)
         metrics.recoveryDuration.observe(secondsSince(start))
         return state

@@ -1,5 +1,5 @@
 import { SqlClient } from "@effect/sql"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import type { PageClustersSnapshot } from "../domain/PageClusters.ts"
 
 const Column = Schema.Array(Schema.Number)
@@ -43,24 +43,6 @@ export class SnapshotStore extends Effect.Service<SnapshotStore>()("persistence/
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     return {
-      /** The page's snapshot; one that cannot be read is skipped with a warning (the caller replays clicks). */
-      latest: Effect.fn("SnapshotStore.latest")(function* (page: string) {
-        const rows = yield* sql<{ seq: string; clusters: string }>`
-            SELECT seq::text AS seq, clusters::text AS clusters FROM page_snapshots WHERE page_uuid = ${page}
-          `
-        const row = rows[0]
-        if (row === undefined) return Option.none<PageSnapshot>()
-        return yield* decodeSnapshot(Number(row.seq), row.clusters).pipe(
-          Effect.map(Option.some),
-          Effect.catchTag("ParseError", (error) =>
-            Effect.logWarning("unreadable snapshot ignored; the page is rebuilt from its clicks").pipe(
-              Effect.annotateLogs({ page, error: error.message }),
-              Effect.as(Option.none<PageSnapshot>()),
-            ),
-          ),
-        )
-      }),
-
       /** Stores a snapshot unless a newer one is already there. */
       save: Effect.fn("SnapshotStore.save")((page: string, snapshot: PageSnapshot) =>
         sql`

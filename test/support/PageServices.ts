@@ -5,6 +5,7 @@ import { AppConfig } from "../../src/Config.ts"
 import { Metrics } from "../../src/Metrics.ts"
 import { ClickLog } from "../../src/persistence/ClickLog.ts"
 import { ClickRepository } from "../../src/persistence/ClickRepository.ts"
+import { PageHistory } from "../../src/persistence/PageHistory.ts"
 import { SnapshotStore } from "../../src/persistence/SnapshotStore.ts"
 import { storageLayer } from "./StorageLayer.ts"
 import type { storageModes } from "./StorageModes.ts"
@@ -27,7 +28,9 @@ export const sharedDatabase = (mode: ReturnType<typeof storageModes>[number]) =>
 export const pageServices = (env: Record<string, string> = {}) =>
   PageBehaviour.Default.pipe(
     Layer.provideMerge(PageEvents.Default),
-    Layer.provideMerge(Layer.mergeAll(ClickLog.Default, ClickRepository.Default, SnapshotStore.Default)),
+    Layer.provideMerge(
+      Layer.mergeAll(ClickLog.Default, ClickRepository.Default, SnapshotStore.Default, PageHistory.Default),
+    ),
     Layer.provideMerge(Metrics.Default),
     Layer.provideMerge(AppConfig.Default),
     Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))),

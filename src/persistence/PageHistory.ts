@@ -1,0 +1,135 @@
+import { SqlClient, type SqlError } from "@effect/sql"
+import { Deferred, Effect, Exit, FiberId, Option } from "effect"
+import { AppConfig } from "../Config.ts"
+import type { ReplayedClick } from "../domain/PageReplay.ts"
+import { Metrics } from "../Metrics.ts"
+import { decodeSnapshot, type PageSnapshot } from "./SnapshotStore.ts"
+
+/** What the database holds of a page for its recovery: its latest readable snapshot, and its clicks after it. */
+export interface StoredPage {
+  /** The page's snapshot; none when it has none or it cannot be read (a warning is logged). */
+  readonly snapshot: Option.Option<PageSnapshot>
+  /** The clicks after the snapshot (after click 0 when the snapshot is of another radius, or none), in order. */
+  readonly clicks: ReadonlyArray<ReplayedClick>
+}
+
+interface Waiting {
+  readonly page: string
+  readonly done: Deferred.Deferred<StoredPage, SqlError.SqlError>
+}
+
+/** The most pages one load reads. */
+const MAX_PAGES_PER_LOAD = 500
+
+/**
+ * Reads pages for their recovery, many at once. Pages asked for while a load is in flight wait for the next, which
+ * reads all of them (up to 500) in two statements, snapshots then clicks, instead of two per page. A lone page is
+ * read at once, as before; a burst of cold pages (a restart, a runner taking over a dead one's shards) costs a few
+ * round trips instead of thousands, and the driver's and the runtime's work per statement with them.
+ */
+export class PageHistory extends Effect.Service<PageHistory>()("persistence/PageHistory", {
+  scoped: Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const config = yield* AppConfig
+    const metrics = yield* Metrics
+    // As the click log's writers: the embedded database serves one connection, a second load would only wait.
+    const loaders = Option.isSome(config.databaseUrl) ? Math.min(2, config.dbPoolSize) : 1
+    const waiting: Array<Waiting> = []
+    const hasWork = yield* Effect.makeLatch(false)
+
+    const snapshotsOf = (pages: ReadonlyArray<string>) =>
+      Effect.gen(function* () {
+        const rows = yield* sql<{ page_uuid: string; seq: string; clusters: string }>`
+          SELECT page_uuid, seq::text AS seq, clusters::text AS clusters
+          FROM page_snapshots WHERE page_uuid = ANY(${pages}::text[])
+        `
+        const found = new Map<string, PageSnapshot>()
+        for (const row of rows) {
+          const decoded = yield* Effect.either(decodeSnapshot(Number(row.seq), row.clusters))
+          if (decoded._tag === "Right") found.set(row.page_uuid, decoded.right)
+          else
+            yield* Effect.logWarning("unreadable snapshot ignored; the page is rebuilt from its clicks").pipe(
+              Effect.annotateLogs({ page: row.page_uuid, error: decoded.left.message }),
+            )
+        }
+        return found
+      })
+
+    /** Each page's clicks after its watermark, in one statement: an index range scan per page. */
+    const clicksOf = (pages: ReadonlyArray<string>, after: ReadonlyArray<number>) =>
+      Effect.gen(function* () {
+        const rows = yield* sql`
+          SELECT c.page_uuid, c.x, c.y, c.cluster_idx, extract(epoch FROM c.created_at)::float8 * 1000, c.seq::float8
+          FROM unnest(${pages}::text[], ${after}::int8[]) AS w(page_uuid, after)
+          JOIN clicks c ON c.page_uuid = w.page_uuid AND c.seq > w.after
+          ORDER BY c.page_uuid, c.seq
+        `.values
+        const byPage = new Map<string, Array<ReplayedClick>>()
+        for (const row of rows) {
+          const page = String(row[0])
+          let list = byPage.get(page)
+          if (list === undefined) {
+            list = []
+            byPage.set(page, list)
+          }
+          list.push([Number(row[1]), Number(row[2]), Number(row[3]), Number(row[4]), Number(row[5])])
+        }
+        return byPage
+      })
+
+    const load = (group: ReadonlyArray<Waiting>) =>
+      Effect.gen(function* () {
+        const pages = [...new Set(group.map((w) => w.page))]
+        metrics.recoveryLoadPages.observe(pages.length)
+        const snapshots = yield* snapshotsOf(pages)
+        // A snapshot of another radius describes other clusters: the page is replayed from its first click.
+        const after = pages.map((page) => {
+          const snapshot = snapshots.get(page)
+          return snapshot !== undefined && snapshot.radius === config.clusterRadius ? snapshot.seq : 0
+        })
+        const clicks = yield* clicksOf(pages, after)
+        for (const { page, done } of group)
+          Deferred.unsafeDone(
+            done,
+            Exit.succeed({
+              snapshot: Option.fromNullable(snapshots.get(page)),
+              clicks: clicks.get(page) ?? [],
+            }),
+          )
+      }).pipe(
+        Effect.catchAllCause((cause) =>
+          Effect.sync(() => {
+            for (const { done } of group) Deferred.unsafeDone(done, Exit.failCause(cause))
+          }),
+        ),
+      )
+
+    const loader = Effect.gen(function* () {
+      while (true) {
+        if (waiting.length === 0) {
+          hasWork.unsafeClose()
+          yield* hasWork.await
+          continue
+        }
+        yield* load(waiting.splice(0, MAX_PAGES_PER_LOAD))
+      }
+    })
+    yield* Effect.forkScoped(
+      Effect.all(
+        Array.from({ length: loaders }, () => loader),
+        { concurrency: "unbounded", discard: true },
+      ),
+    )
+
+    return {
+      /** The page as stored, read with whatever other pages are asked for meanwhile. */
+      load: (page: string): Effect.Effect<StoredPage, SqlError.SqlError> =>
+        Effect.suspend(() => {
+          const done = Deferred.unsafeMake<StoredPage, SqlError.SqlError>(FiberId.none)
+          waiting.push({ page, done })
+          hasWork.unsafeOpen()
+          return Deferred.await(done)
+        }),
+    } as const
+  }),
+}) {}
