@@ -55,16 +55,26 @@ export class PageHistory extends Effect.Service<PageHistory>()("persistence/Page
         return found
       })
 
-    /** Each page's clicks after its watermark, in one statement: an index range scan per page. */
+    /**
+     * Each page's clicks after its watermark, in one statement: an index range scan per page. A LATERAL subquery
+     * fenced by `OFFSET 0`, not a join: the planner flattens a join (or a plain LATERAL) into a hash join over a
+     * scan of the whole table, which it chose on a freshly filled table without statistics (133 ms against 26 ms
+     * for 30 pages among 2,000,000 rows, and a takeover of 10,000 pages 4.7 times slower than one query per page).
+     * No ORDER BY: a page's clicks come in index order, and are sorted here should they not.
+     */
     const clicksOf = (pages: ReadonlyArray<string>, after: ReadonlyArray<number>) =>
       Effect.gen(function* () {
         const rows = yield* sql`
-          SELECT c.page_uuid, c.x, c.y, c.cluster_idx, extract(epoch FROM c.created_at)::float8 * 1000, c.seq::float8
+          SELECT w.page_uuid, c.x, c.y, c.cluster_idx, extract(epoch FROM c.created_at)::float8 * 1000, c.seq::float8
           FROM unnest(${pages}::text[], ${after}::int8[]) AS w(page_uuid, after)
-          JOIN clicks c ON c.page_uuid = w.page_uuid AND c.seq > w.after
-          ORDER BY c.page_uuid, c.seq
+          CROSS JOIN LATERAL (
+            SELECT x, y, cluster_idx, created_at, seq FROM clicks
+            WHERE clicks.page_uuid = w.page_uuid AND clicks.seq > w.after
+            OFFSET 0
+          ) c
         `.values
         const byPage = new Map<string, Array<ReplayedClick>>()
+        let ordered = true
         for (const row of rows) {
           const page = String(row[0])
           let list = byPage.get(page)
@@ -72,8 +82,18 @@ export class PageHistory extends Effect.Service<PageHistory>()("persistence/Page
             list = []
             byPage.set(page, list)
           }
-          list.push([Number(row[1]), Number(row[2]), Number(row[3]), Number(row[4]), Number(row[5])])
+          const click: ReplayedClick = [
+            Number(row[1]),
+            Number(row[2]),
+            Number(row[3]),
+            Number(row[4]),
+            Number(row[5]),
+          ]
+          const last = list[list.length - 1]
+          if (last !== undefined && last[4] > click[4]) ordered = false
+          list.push(click)
         }
+        if (!ordered) for (const list of byPage.values()) list.sort((a, b) => a[4] - b[4])
         return byPage
       })
 
