@@ -20,10 +20,13 @@ interface Waiting {
 
 /** The most pages one load reads. */
 const MAX_PAGES_PER_LOAD = 500
+/** The most clicks one statement of a load reads, unless a single page has more. */
+const MAX_CLICKS_PER_READ = 50_000
 
 /**
  * Reads pages for their recovery, many at once. Pages asked for while a load is in flight wait for the next, which
- * reads all of them (up to 500) in two statements, snapshots then clicks, instead of two per page. A lone page is
+ * reads all of them (up to 500) in two statements, snapshots then clicks (more when their clicks are many), instead
+ * of two per page. A lone page is
  * read at once, as before; a burst of cold pages (a restart, a runner taking over a dead one's shards) costs a few
  * round trips instead of thousands, and the driver's and the runtime's work per statement with them.
  */
@@ -37,22 +40,38 @@ export class PageHistory extends Effect.Service<PageHistory>()("persistence/Page
     const waiting: Array<Waiting> = []
     const hasWork = yield* Effect.makeLatch(false)
 
-    const snapshotsOf = (pages: ReadonlyArray<string>) =>
+    /**
+     * Each page's snapshot and its last click's number (for sizing the clicks' reads), one index lookup each:
+     * LATERAL and a scalar subquery rather than joins, for the reason given at `clicksOf`.
+     */
+    const headsOf = (pages: ReadonlyArray<string>) =>
       Effect.gen(function* () {
-        const rows = yield* sql<{ page_uuid: string; seq: string; clusters: string }>`
-          SELECT page_uuid, seq::text AS seq, clusters::text AS clusters
-          FROM page_snapshots WHERE page_uuid = ANY(${pages}::text[])
+        const rows = yield* sql<{
+          page_uuid: string
+          seq: string | null
+          clusters: string | null
+          last_seq: string | null
+        }>`
+          SELECT w.page_uuid, s.seq::text AS seq, s.clusters::text AS clusters,
+                 (SELECT max(c.seq) FROM clicks c WHERE c.page_uuid = w.page_uuid)::text AS last_seq
+          FROM unnest(${pages}::text[]) AS w(page_uuid)
+          LEFT JOIN LATERAL (
+            SELECT seq, clusters FROM page_snapshots WHERE page_snapshots.page_uuid = w.page_uuid OFFSET 0
+          ) s ON true
         `
-        const found = new Map<string, PageSnapshot>()
+        const snapshots = new Map<string, PageSnapshot>()
+        const lastSeq = new Map<string, number>()
         for (const row of rows) {
+          lastSeq.set(row.page_uuid, Number(row.last_seq ?? 0))
+          if (row.seq === null || row.clusters === null) continue
           const decoded = yield* Effect.either(decodeSnapshot(Number(row.seq), row.clusters))
-          if (decoded._tag === "Right") found.set(row.page_uuid, decoded.right)
+          if (decoded._tag === "Right") snapshots.set(row.page_uuid, decoded.right)
           else
             yield* Effect.logWarning("unreadable snapshot ignored; the page is rebuilt from its clicks").pipe(
               Effect.annotateLogs({ page: row.page_uuid, error: decoded.left.message }),
             )
         }
-        return found
+        return { snapshots, lastSeq }
       })
 
     /**
@@ -101,13 +120,35 @@ export class PageHistory extends Effect.Service<PageHistory>()("persistence/Page
       Effect.gen(function* () {
         const pages = [...new Set(group.map((w) => w.page))]
         metrics.recoveryLoadPages.observe(pages.length)
-        const snapshots = yield* snapshotsOf(pages)
+        const { snapshots, lastSeq } = yield* headsOf(pages)
         // A snapshot of another radius describes other clusters: the page is replayed from its first click.
-        const after = pages.map((page) => {
+        const after = (page: string) => {
           const snapshot = snapshots.get(page)
           return snapshot !== undefined && snapshot.radius === config.clusterRadius ? snapshot.seq : 0
+        }
+        // The clicks in reads of at most MAX_CLICKS_PER_READ rows (a larger page alone), so that memory holds
+        // about one read's rows at a time, as when each page was read alone, whatever the pages' sizes.
+        const clicks = new Map<string, ReadonlyArray<ReplayedClick>>()
+        let chunk: Array<string> = []
+        let rows = 0
+        const readChunk = Effect.suspend(() => {
+          const taken = chunk
+          chunk = []
+          rows = 0
+          return taken.length === 0
+            ? Effect.void
+            : Effect.map(clicksOf(taken, taken.map(after)), (read) => {
+                for (const [page, list] of read) clicks.set(page, list)
+              })
         })
-        const clicks = yield* clicksOf(pages, after)
+        for (const page of pages) {
+          const expected = Math.max(0, (lastSeq.get(page) ?? 0) - after(page))
+          if (expected === 0) continue
+          if (chunk.length > 0 && rows + expected > MAX_CLICKS_PER_READ) yield* readChunk
+          chunk.push(page)
+          rows += expected
+        }
+        yield* readChunk
         for (const { page, done } of group)
           Deferred.unsafeDone(
             done,
