@@ -1,8 +1,9 @@
 import { SqlClient, type SqlError } from "@effect/sql"
-import { Deferred, Effect, Exit, FiberId, Option } from "effect"
+import { type Cause, Deferred, Effect, Exit, FiberId, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import type { ReplayedClick } from "../domain/PageReplay.ts"
 import { Metrics } from "../Metrics.ts"
+import { withDeadline } from "./DatabaseDeadline.ts"
 import { decodeSnapshot, type PageSnapshot } from "./SnapshotStore.ts"
 
 /** What the database holds of a page for its recovery: its latest readable snapshot, and its clicks after it. */
@@ -13,9 +14,14 @@ export interface StoredPage {
   readonly clicks: ReadonlyArray<ReplayedClick>
 }
 
+/** Why a load failed: the database's error, or DB_TIMEOUT passed. */
+export type LoadError = SqlError.SqlError | Cause.TimeoutException
+
 interface Waiting {
   readonly page: string
-  readonly done: Deferred.Deferred<StoredPage, SqlError.SqlError>
+  readonly done: Deferred.Deferred<StoredPage, LoadError>
+  /** Its caller stopped waiting (its deadline passed): not worth reading any more. */
+  abandoned: boolean
 }
 
 /** The most pages one load reads. */
@@ -158,6 +164,8 @@ export class PageHistory extends Effect.Service<PageHistory>()("persistence/Page
             }),
           )
       }).pipe(
+        // A stalled database must not hold the loaders (and every recovery queued behind them) for ever.
+        withDeadline(config.dbTimeout),
         Effect.catchAllCause((cause) =>
           Effect.sync(() => {
             for (const { done } of group) Deferred.unsafeDone(done, Exit.failCause(cause))
@@ -172,7 +180,8 @@ export class PageHistory extends Effect.Service<PageHistory>()("persistence/Page
           yield* hasWork.await
           continue
         }
-        yield* load(waiting.splice(0, MAX_PAGES_PER_LOAD))
+        const group = waiting.splice(0, MAX_PAGES_PER_LOAD).filter((w) => !w.abandoned)
+        if (group.length > 0) yield* load(group)
       }
     })
     yield* Effect.forkScoped(
@@ -184,12 +193,22 @@ export class PageHistory extends Effect.Service<PageHistory>()("persistence/Page
 
     return {
       /** The page as stored, read with whatever other pages are asked for meanwhile. */
-      load: (page: string): Effect.Effect<StoredPage, SqlError.SqlError> =>
+      load: (page: string): Effect.Effect<StoredPage, LoadError> =>
         Effect.suspend(() => {
-          const done = Deferred.unsafeMake<StoredPage, SqlError.SqlError>(FiberId.none)
-          waiting.push({ page, done })
+          const entry: Waiting = {
+            page,
+            done: Deferred.unsafeMake<StoredPage, LoadError>(FiberId.none),
+            abandoned: false,
+          }
+          waiting.push(entry)
           hasWork.unsafeOpen()
-          return Deferred.await(done)
+          return Deferred.await(entry.done).pipe(
+            Effect.onInterrupt(() =>
+              Effect.sync(() => {
+                entry.abandoned = true
+              }),
+            ),
+          )
         }),
     } as const
   }),
