@@ -290,6 +290,13 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
         message: "the page's latest clicks were not stored; the page is reloaded: retry",
       })
 
+    /**
+     * A read's answer, given once every click it counts is committed: no reader sees a click the log may yet
+     * refuse (a failed batch undoes it in memory only by the page's reload).
+     */
+    const onceCommitted = <A>(state: PageState, answer: A) =>
+      Effect.as(Effect.mapError(state.lastCommit.await, unsettled), answer)
+
     /** A save's completion: its answer, once its click is committed. */
     const acknowledged = (decision: SaveDecision): Effect.Effect<SavedClick, ClickError> =>
       Effect.as(decision.committed.await, { clusterIdx: decision.clusterIdx, isNew: decision.isNew })
@@ -336,18 +343,16 @@ export class PageBehaviour extends Effect.Service<PageBehaviour>()("actors/PageB
       Largest: (state) =>
         Effect.sync(() => {
           const i = state.clusters.largest()
-          const largest = i === PageClusters.NONE ? Option.none() : Option.some(i)
-          // Answered once every click it was chosen by is committed: the caller reads the cluster's clicks from
-          // the log next (GET /get_best_cluster), which must hold them all, never a cluster with clicks missing.
-          return Effect.as(Effect.mapError(state.lastCommit.await, unsettled), largest)
+          // GET /get_best_cluster reads the cluster's clicks from the log next: it must find them all.
+          return onceCommitted(state, i === PageClusters.NONE ? Option.none() : Option.some(i))
         }),
-      Clusters: ({ clusters, lastCommit }) =>
-        Effect.sync(() => {
-          const all = Array.from({ length: clusters.size }, (_, i) => clusters.summary(i))
-          // Answered once every click counted in them is committed: an analyst never sees a click the log may
-          // yet refuse (a failed batch undoes it in memory only by the page's reload).
-          return Effect.as(Effect.mapError(lastCommit.await, unsettled), all)
-        }),
+      Clusters: (state) =>
+        Effect.sync(() =>
+          onceCommitted(
+            state,
+            Array.from({ length: state.clusters.size }, (_, i) => state.clusters.summary(i)),
+          ),
+        ),
     }
 
     /** Whether the page has clicks its snapshot does not cover and one is due. */

@@ -1,17 +1,5 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
-import type { ReplayedClick } from "../domain/PageReplay.ts"
-
-/** A stored click as recovery replays it. */
-type StoredClick = ReplayedClick
-
-const toStoredClick = (row: ReadonlyArray<unknown>): StoredClick => [
-  Number(row[0]),
-  Number(row[1]),
-  Number(row[2]),
-  Number(row[3]),
-  Number(row[4]),
-]
 
 /** A click stored under a request id, with whether it founded its cluster (the answer it was given). */
 export interface KeyedClick {
@@ -27,14 +15,6 @@ export class ClickRepository extends Effect.Service<ClickRepository>()("persiste
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     return {
-      /** A page's clicks after `seq`, in order. Rows come as arrays: replaying a large page allocates less. */
-      clicksAfter: Effect.fn("ClickRepository.clicksAfter")((page: string, seq: number) =>
-        sql<StoredClick>`
-          SELECT x, y, cluster_idx, extract(epoch FROM created_at)::float8 * 1000, seq::float8
-          FROM clicks WHERE page_uuid = ${page} AND seq > ${seq} ORDER BY seq
-        `.values.pipe(Effect.map((rows) => rows.map(toStoredClick))),
-      ),
-
       /**
        * The click stored under a request id, with whether it founded its cluster (the answer it was given).
        */

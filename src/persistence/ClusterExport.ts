@@ -1,8 +1,9 @@
 import { SqlClient, type Statement } from "@effect/sql"
 import { Chunk, Effect, Option, Stream } from "effect"
 import { AppConfig } from "../Config.ts"
-import { PageReplay, type ReplayedClick } from "../domain/PageReplay.ts"
-import { decodeSnapshot } from "./SnapshotStore.ts"
+import { PageReplay } from "../domain/PageReplay.ts"
+import { type ClickRange, planReads, readRanges } from "./ClickRanges.ts"
+import { readableSnapshot } from "./SnapshotStore.ts"
 
 /**
  * One cluster of one page as of the export, as analysts receive it. The field order is the CSV column order and
@@ -50,44 +51,6 @@ interface PageRow {
   readonly snapshot_seq: number | null
   readonly snapshot: string | null
   readonly last_seq: number | null
-}
-
-/** Clicks of a page with `after < seq <= upto`: one slice of a page's replay. */
-interface ClickRange {
-  readonly page: string
-  readonly after: number
-  readonly upto: number
-}
-
-const toReplayedClick = (row: ReadonlyArray<unknown>): readonly [string, ReplayedClick] => [
-  String(row[0]),
-  [Number(row[1]), Number(row[2]), Number(row[3]), Number(row[4]), Number(row[5])],
-]
-
-/**
- * Splits the clicks to replay into queries of at most `perQuery` clicks (a page's seqs are distinct integers, so
- * a range (after, upto] holds at most upto - after of them): small pages share a query, a large one is cut into
- * slices, each in seq order after the one before.
- */
-const planQueries = (ranges: ReadonlyArray<ClickRange>, perQuery: number) => {
-  const queries: Array<Array<ClickRange>> = []
-  let current: Array<ClickRange> = []
-  let size = 0
-  for (const range of ranges) {
-    for (let after = range.after; after < range.upto; after += perQuery) {
-      const slice = { page: range.page, after, upto: Math.min(range.upto, after + perQuery) }
-      const n = slice.upto - slice.after
-      if (size + n > perQuery && current.length > 0) {
-        queries.push(current)
-        current = []
-        size = 0
-      }
-      current.push(slice)
-      size += n
-    }
-  }
-  if (current.length > 0) queries.push(current)
-  return queries
 }
 
 const toExportRows = (page: string, replay: PageReplay): ReadonlyArray<ExportRow> =>
@@ -173,33 +136,6 @@ export class ClusterExport extends Effect.Service<ClusterExport>()("persistence/
       `
     })
 
-    /** The clicks of some pages' ranges, each page's in seq order, as [page, click]. */
-    const readClicks = Effect.fn("ClusterExport.readClicks")((ranges: ReadonlyArray<ClickRange>) =>
-      sql`
-        SELECT c.page_uuid, c.x, c.y, c.cluster_idx,
-               extract(epoch FROM c.created_at)::float8 * 1000, c.seq::float8
-        FROM unnest(
-          ${ranges.map((r) => r.page)}::text[], ${ranges.map((r) => r.after)}::bigint[],
-          ${ranges.map((r) => r.upto)}::bigint[]
-        ) AS w(page_uuid, after_seq, upto_seq)
-        JOIN clicks c ON c.page_uuid = w.page_uuid AND c.seq > w.after_seq AND c.seq <= w.upto_seq
-        ORDER BY c.page_uuid, c.seq
-      `.values.pipe(Effect.map((rows) => rows.map(toReplayedClick))),
-    )
-
-    /** The page's snapshot when it can be read; one that cannot is skipped, as page recovery does. */
-    const snapshotOf = (row: PageRow) =>
-      row.snapshot === null || row.snapshot_seq === null
-        ? Effect.succeed(undefined)
-        : decodeSnapshot(row.snapshot_seq, row.snapshot).pipe(
-            Effect.catchTag("ParseError", (error) =>
-              Effect.logWarning("unreadable snapshot ignored; the page is rebuilt from its clicks").pipe(
-                Effect.annotateLogs({ page: row.page_uuid, error: error.message }),
-                Effect.as(undefined),
-              ),
-            ),
-          )
-
     /**
      * The rows of up to `pagesPerQuery` pages after `after`, in (page_uuid, cluster_idx) order, and the cursor
      * to continue from when there may be more. Each page's clicks are read up to its last click as the chunk's
@@ -214,13 +150,17 @@ export class ClusterExport extends Effect.Service<ClusterExport>()("persistence/
       const replays = new Map<string, PageReplay>()
       const ranges: Array<ClickRange> = []
       for (const row of pages) {
-        const replay = new PageReplay(radius, yield* snapshotOf(row))
+        const snapshot =
+          row.snapshot === null || row.snapshot_seq === null
+            ? undefined
+            : yield* readableSnapshot(row.page_uuid, row.snapshot_seq, row.snapshot)
+        const replay = new PageReplay(radius, snapshot)
         replays.set(row.page_uuid, replay)
         if (row.last_seq !== null && row.last_seq > replay.seq)
           ranges.push({ page: row.page_uuid, after: replay.seq, upto: row.last_seq })
       }
-      for (const query of planQueries(ranges, chunking.clicksPerQuery)) {
-        const clicks = yield* readClicks(query)
+      for (const read of planReads(ranges, chunking.clicksPerQuery)) {
+        const clicks = yield* readRanges(sql, read)
         for (const [page, click] of clicks) replays.get(page)?.apply([click])
       }
       const out = pages.flatMap((row) => {

@@ -3,8 +3,9 @@ import { type Cause, Deferred, Effect, Exit, FiberId, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import type { ReplayedClick } from "../domain/PageReplay.ts"
 import { Metrics } from "../Metrics.ts"
+import { planReads, readRanges } from "./ClickRanges.ts"
 import { withDeadline } from "./DatabaseDeadline.ts"
-import { decodeSnapshot, type PageSnapshot } from "./SnapshotStore.ts"
+import { type PageSnapshot, readableSnapshot } from "./SnapshotStore.ts"
 
 /** What the database holds of a page for its recovery: its latest readable snapshot, and its clicks after it. */
 export interface StoredPage {
@@ -26,7 +27,7 @@ interface Waiting {
 
 /** The most pages one load reads. */
 const MAX_PAGES_PER_LOAD = 500
-/** The most clicks one statement of a load reads, unless a single page has more. */
+/** The most clicks one statement of a load reads (a larger page is read in slices). */
 const MAX_CLICKS_PER_READ = 50_000
 
 /**
@@ -48,7 +49,7 @@ export class PageHistory extends Effect.Service<PageHistory>()("persistence/Page
 
     /**
      * Each page's snapshot and its last click's number (for sizing the clicks' reads), one index lookup each:
-     * LATERAL and a scalar subquery rather than joins, for the reason given at `clicksOf`.
+     * LATERAL and a scalar subquery rather than joins, for the reason given at ClickRanges.readRanges.
      */
     const headsOf = (pages: ReadonlyArray<string>) =>
       Effect.gen(function* () {
@@ -70,56 +71,10 @@ export class PageHistory extends Effect.Service<PageHistory>()("persistence/Page
         for (const row of rows) {
           lastSeq.set(row.page_uuid, Number(row.last_seq ?? 0))
           if (row.seq === null || row.clusters === null) continue
-          const decoded = yield* Effect.either(decodeSnapshot(Number(row.seq), row.clusters))
-          if (decoded._tag === "Right") snapshots.set(row.page_uuid, decoded.right)
-          else
-            yield* Effect.logWarning("unreadable snapshot ignored; the page is rebuilt from its clicks").pipe(
-              Effect.annotateLogs({ page: row.page_uuid, error: decoded.left.message }),
-            )
+          const snapshot = yield* readableSnapshot(row.page_uuid, Number(row.seq), row.clusters)
+          if (snapshot !== undefined) snapshots.set(row.page_uuid, snapshot)
         }
         return { snapshots, lastSeq }
-      })
-
-    /**
-     * Each page's clicks after its watermark, in one statement: an index range scan per page. A LATERAL subquery
-     * fenced by `OFFSET 0`, not a join: the planner flattens a join (or a plain LATERAL) into a hash join over a
-     * scan of the whole table, which it chose on a freshly filled table without statistics (133 ms against 26 ms
-     * for 30 pages among 2,000,000 rows, and a takeover of 10,000 pages 4.7 times slower than one query per page).
-     * No ORDER BY: a page's clicks come in index order, and are sorted here should they not.
-     */
-    const clicksOf = (pages: ReadonlyArray<string>, after: ReadonlyArray<number>) =>
-      Effect.gen(function* () {
-        const rows = yield* sql`
-          SELECT w.page_uuid, c.x, c.y, c.cluster_idx, extract(epoch FROM c.created_at)::float8 * 1000, c.seq::float8
-          FROM unnest(${pages}::text[], ${after}::int8[]) AS w(page_uuid, after)
-          CROSS JOIN LATERAL (
-            SELECT x, y, cluster_idx, created_at, seq FROM clicks
-            WHERE clicks.page_uuid = w.page_uuid AND clicks.seq > w.after
-            OFFSET 0
-          ) c
-        `.values
-        const byPage = new Map<string, Array<ReplayedClick>>()
-        let ordered = true
-        for (const row of rows) {
-          const page = String(row[0])
-          let list = byPage.get(page)
-          if (list === undefined) {
-            list = []
-            byPage.set(page, list)
-          }
-          const click: ReplayedClick = [
-            Number(row[1]),
-            Number(row[2]),
-            Number(row[3]),
-            Number(row[4]),
-            Number(row[5]),
-          ]
-          const last = list[list.length - 1]
-          if (last !== undefined && last[4] > click[4]) ordered = false
-          list.push(click)
-        }
-        if (!ordered) for (const list of byPage.values()) list.sort((a, b) => a[4] - b[4])
-        return byPage
       })
 
     const load = (group: ReadonlyArray<Waiting>) =>
@@ -132,29 +87,16 @@ export class PageHistory extends Effect.Service<PageHistory>()("persistence/Page
           const snapshot = snapshots.get(page)
           return snapshot !== undefined && snapshot.radius === config.clusterRadius ? snapshot.seq : 0
         }
-        // The clicks in reads of at most MAX_CLICKS_PER_READ rows (a larger page alone), so that memory holds
-        // about one read's rows at a time, as when each page was read alone, whatever the pages' sizes.
-        const clicks = new Map<string, ReadonlyArray<ReplayedClick>>()
-        let chunk: Array<string> = []
-        let rows = 0
-        const readChunk = Effect.suspend(() => {
-          const taken = chunk
-          chunk = []
-          rows = 0
-          return taken.length === 0
-            ? Effect.void
-            : Effect.map(clicksOf(taken, taken.map(after)), (read) => {
-                for (const [page, list] of read) clicks.set(page, list)
-              })
-        })
-        for (const page of pages) {
-          const expected = Math.max(0, (lastSeq.get(page) ?? 0) - after(page))
-          if (expected === 0) continue
-          if (chunk.length > 0 && rows + expected > MAX_CLICKS_PER_READ) yield* readChunk
-          chunk.push(page)
-          rows += expected
-        }
-        yield* readChunk
+        // The clicks in reads of at most MAX_CLICKS_PER_READ (a larger page in slices), so that memory holds about
+        // one read's rows at a time, as when each page was read alone, whatever the pages' sizes.
+        const ranges = pages.map((page) => ({ page, after: after(page), upto: lastSeq.get(page) ?? 0 }))
+        const clicks = new Map<string, Array<ReplayedClick>>()
+        for (const read of planReads(ranges, MAX_CLICKS_PER_READ))
+          for (const [page, click] of yield* readRanges(sql, read)) {
+            const list = clicks.get(page)
+            if (list === undefined) clicks.set(page, [click])
+            else list.push(click)
+          }
         for (const { page, done } of group)
           Deferred.unsafeDone(
             done,

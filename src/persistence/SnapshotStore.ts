@@ -38,6 +38,20 @@ export const decodeSnapshot = (seq: number, document: string) =>
     Effect.map(({ format: _format, radius, ...clusters }): PageSnapshot => ({ seq, radius, clusters })),
   )
 
+/**
+ * A stored snapshot for replay: decoded, or undefined (with a warning) when it cannot be read, so that the page is
+ * rebuilt from its clicks. Page recovery and the export read snapshots so.
+ */
+export const readableSnapshot = (page: string, seq: number, document: string) =>
+  decodeSnapshot(seq, document).pipe(
+    Effect.catchTag("ParseError", (error) =>
+      Effect.logWarning("unreadable snapshot ignored; the page is rebuilt from its clicks").pipe(
+        Effect.annotateLogs({ page, error: error.message }),
+        Effect.as(undefined),
+      ),
+    ),
+  )
+
 /** Per-page snapshots: the latest state of a page and the last click it covers. */
 export class SnapshotStore extends Effect.Service<SnapshotStore>()("persistence/SnapshotStore", {
   effect: Effect.gen(function* () {
