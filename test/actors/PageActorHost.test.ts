@@ -286,38 +286,60 @@ describe.each(storageModes())("PageActorHost, $name database", (mode) => {
         ),
     )
 
+    /**
+     * A committed click at (0.2, 0.2), then clicks at `held` (all joining one new cluster, index 1) decided while
+     * inserts wait on a table lock, and `read` sent after them: requires that the read does not answer while the
+     * lock holds, and gives its answer once the clicks are committed.
+     */
+    const readWhileHeld = <A, E>(
+      page: string,
+      held: ReadonlyArray<readonly [number, number]>,
+      read: (host: PageActorHost) => Effect.Effect<A, E>,
+    ) =>
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const host = yield* PageActorHost
+        yield* host.save(page, 0.2, 0.2, null)
+        const pending = yield* sql.withTransaction(
+          Effect.gen(function* () {
+            // Inserts into clicks wait for this transaction: the clicks below are decided, not committed.
+            yield* sql`LOCK TABLE clicks IN SHARE MODE`
+            const saves = yield* Effect.forEach(held, ([x, y]) => Effect.fork(host.save(page, x, y, null)))
+            // All decided (in memory, their commit waiting on the lock) before the read is sent: a prediction is
+            // served in the page's order, after them, and sees their cluster.
+            const [x, y] = held[0] ?? [0.8, 0.8]
+            yield* waitUntil(Effect.map(host.predict(page, x, y), (i) => i === 1))
+            const answer = yield* Effect.fork(read(host))
+            yield* pause(300)
+            expect(yield* Fiber.poll(answer)).toEqual(Option.none())
+            return { saves, answer }
+          }),
+        )
+        const answer = yield* Fiber.join(pending.answer)
+        yield* Fiber.joinAll(pending.saves)
+        return answer
+      })
+
     it.scoped("answers the largest cluster only once the clicks it was chosen by are committed", () =>
       TestServices.provideLive(
         Effect.gen(function* () {
           const page = "largest/committed"
           const sql = yield* SqlClient.SqlClient
           yield* Effect.gen(function* () {
-            const host = yield* PageActorHost
-            yield* host.save(page, 0.2, 0.2, null)
-            const pending = yield* sql.withTransaction(
-              Effect.gen(function* () {
-                // Inserts into clicks wait for this transaction: the clicks below are decided, not committed.
-                yield* sql`LOCK TABLE clicks IN SHARE MODE`
-                const saves = [
-                  yield* Effect.fork(host.save(page, 0.8, 0.8, null)),
-                  yield* Effect.fork(host.save(page, 0.801, 0.8, null)),
-                ]
-                // Both decided (in memory, their commit waiting on the lock) before the read is sent: a prediction
-                // is served in the page's order, after them, and sees their cluster.
-                yield* waitUntil(Effect.map(host.predict(page, 0.8, 0.8), (i) => i === 1))
-                const largest = yield* Effect.fork(host.largestCluster(page))
-                yield* pause(300)
-                // Cluster 1 is the largest by two clicks the log does not hold yet: no answer until it does.
-                expect(yield* Fiber.poll(largest)).toEqual(Option.none())
-                return { saves, largest }
-              }),
+            // Cluster 1 is the largest by two clicks the log does not hold yet: no answer until it does.
+            const largest = yield* readWhileHeld(
+              page,
+              [
+                [0.8, 0.8],
+                [0.801, 0.8],
+              ],
+              (host) => host.largestCluster(page),
             )
-            expect(yield* Fiber.join(pending.largest)).toEqual(Option.some(1))
+            expect(largest).toEqual(Option.some(1))
             const [row] = yield* sql<{
               n: number
             }>`SELECT count(*)::int AS n FROM clicks WHERE page_uuid = ${page} AND cluster_idx = 1`
             expect(row?.n).toBe(2)
-            yield* Fiber.joinAll(pending.saves)
           }).pipe(Effect.scoped, Effect.provide(life()))
         }),
       ),
@@ -326,26 +348,11 @@ describe.each(storageModes())("PageActorHost, $name database", (mode) => {
     it.scoped("answers a page's clusters only once every click counted in them is committed", () =>
       TestServices.provideLive(
         Effect.gen(function* () {
-          const page = "clusters/committed"
-          const sql = yield* SqlClient.SqlClient
-          yield* Effect.gen(function* () {
-            const host = yield* PageActorHost
-            yield* host.save(page, 0.2, 0.2, null)
-            const pending = yield* sql.withTransaction(
-              Effect.gen(function* () {
-                yield* sql`LOCK TABLE clicks IN SHARE MODE`
-                const save = yield* Effect.fork(host.save(page, 0.8, 0.8, null))
-                yield* waitUntil(Effect.map(host.predict(page, 0.8, 0.8), (i) => i === 1))
-                const clusters = yield* Effect.fork(host.clusters(page))
-                yield* pause(300)
-                // Cluster 1 holds a click the log does not hold yet: no answer until it does.
-                expect(yield* Fiber.poll(clusters)).toEqual(Option.none())
-                return { save, clusters }
-              }),
-            )
-            expect((yield* Fiber.join(pending.clusters)).map((c) => c.count)).toEqual([1, 1])
-            yield* Fiber.join(pending.save)
-          }).pipe(Effect.scoped, Effect.provide(life()))
+          // Cluster 1 holds a click the log does not hold yet: no answer until it does.
+          const clusters = yield* readWhileHeld("clusters/committed", [[0.8, 0.8]], (host) =>
+            host.clusters("clusters/committed"),
+          ).pipe(Effect.scoped, Effect.provide(life()))
+          expect(clusters.map((c) => c.count)).toEqual([1, 1])
         }),
       ),
     )
