@@ -1,9 +1,7 @@
 import { randomUUID } from "node:crypto"
-import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
-import { freshStorage } from "../support/ServedStorage.ts"
+import { beforeAll, describe, expect, it } from "@effect/vitest"
 import { type ServerProcess, serverProcesses } from "../support/ServerProcess.ts"
-import { externalStorage } from "../support/StorageModes.ts"
-import { TcpProxy } from "../support/TcpProxy.ts"
+import { proxiedDatabase } from "../support/TcpProxy.ts"
 
 const call = async (url: string, path: string, body?: unknown) => {
   const response = await fetch(`${url}${path}`, {
@@ -16,38 +14,24 @@ const call = async (url: string, path: string, body?: unknown) => {
   return { status: response.status, body: (await response.json()) as unknown }
 }
 
-/**
- * Registers, in the enclosing `describe`, a fresh database on DATABASE_URL's server (else the machine's own
- * Postgres: an outage needs a database outside the process), a TCP proxy in front of it, and a server process that
- * reaches it through the proxy with `env` added.
- */
+/** Registers, in the enclosing `describe`, a proxied database and a server process reaching it through the proxy. */
 const behindProxy = (env: Record<string, string>) => {
-  const storage = freshStorage(externalStorage)
-  let proxy: TcpProxy | undefined
-  afterAll(async () => {
-    await proxy?.close()
-  })
+  const database = proxiedDatabase()
   const servers = serverProcesses()
   let server: ServerProcess | undefined
   beforeAll(async () => {
-    const url = new URL(storage.current.env.DATABASE_URL ?? "")
-    proxy = await TcpProxy.start(url.hostname, Number(url.port || 5432))
-    url.host = `127.0.0.1:${proxy.port}`
-    server = await servers.start({ DATABASE_URL: url.toString(), ...env })
+    server = await servers.start({ DATABASE_URL: database.url, ...env })
   })
-  const started = <A>(value: A | undefined): A => {
-    if (value === undefined) throw new Error("started by beforeAll: read it inside a test")
-    return value
-  }
   return {
     get storage() {
-      return storage.current
+      return database.storage
     },
     get proxy() {
-      return started(proxy)
+      return database.proxy
     },
     get server() {
-      return started(server)
+      if (server === undefined) throw new Error("started by beforeAll: read it inside a test")
+      return server
     },
   }
 }

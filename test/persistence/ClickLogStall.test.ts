@@ -4,8 +4,7 @@ import { Effect, Either, Fiber, Layer, ManagedRuntime } from "effect"
 import { Metrics } from "../../src/Metrics.ts"
 import { ClickChain, ClickLog, type ClickRecord } from "../../src/persistence/ClickLog.ts"
 import { storageLayer } from "../support/StorageLayer.ts"
-import { externalStorage, type StorageMode } from "../support/StorageModes.ts"
-import { TcpProxy } from "../support/TcpProxy.ts"
+import { proxiedDatabase } from "../support/TcpProxy.ts"
 
 const click = (page: string, seq: number): ClickRecord => ({
   page,
@@ -22,34 +21,30 @@ const click = (page: string, seq: number): ClickRecord => ({
 // and its next click would fail on the (page, seq) fence: a 503 after the outage is over. So the page's recovery
 // waits (`written`) until the statement's interruption is over.
 describe("click log, a statement outliving DB_TIMEOUT behind a stalled TCP proxy to external Postgres", () => {
-  let storage: StorageMode
-  let proxy: TcpProxy
+  const database = proxiedDatabase()
   let runtime: ManagedRuntime.ManagedRuntime<ClickLog, unknown>
 
-  beforeAll(async () => {
-    storage = await externalStorage()
-    const url = new URL(storage.env.DATABASE_URL ?? "")
-    proxy = await TcpProxy.start(url.hostname, Number(url.port || 5432))
-    url.host = `127.0.0.1:${proxy.port}`
+  beforeAll(() => {
     const env = {
-      DATABASE_URL: url.toString(),
+      DATABASE_URL: database.url,
       DB_TIMEOUT: "1 second",
       LOG_LEVEL: "error",
       WRITER_LINGER: "0 millis",
     }
     runtime = ManagedRuntime.make(
-      ClickLog.Default.pipe(Layer.provide(storageLayer({ ...storage, env })), Layer.provide(Metrics.Default)),
+      ClickLog.Default.pipe(
+        Layer.provide(storageLayer({ ...database.storage, env })),
+        Layer.provide(Metrics.Default),
+      ),
     )
   })
   afterAll(async () => {
     await runtime?.dispose()
-    await proxy?.close()
-    await storage?.dispose()
   })
 
   const seqs = async (page: string) =>
     (
-      await storage.query<{ seq: number }>(
+      await database.storage.query<{ seq: number }>(
         "SELECT seq::int AS seq FROM clicks WHERE page_uuid = $1 ORDER BY seq",
         [page],
       )
@@ -61,7 +56,7 @@ describe("click log, a statement outliving DB_TIMEOUT behind a stalled TCP proxy
     const first = await runtime.runPromise(Effect.either(log.append(click(page, 1), new ClickChain()).await))
     expect(Either.isRight(first)).toBe(true)
 
-    proxy.stall()
+    database.proxy.stall()
     const late = await runtime.runPromise(Effect.either(log.append(click(page, 2), new ClickChain()).await))
     expect(Either.isLeft(late) && late.left.message).toMatch(/may have been stored/)
     const written = runtime.runFork(log.written(page))
@@ -71,7 +66,7 @@ describe("click log, a statement outliving DB_TIMEOUT behind a stalled TCP proxy
     // Another page is not held up by it.
     await runtime.runPromise(log.written(`${page}-other`).pipe(Effect.timeout("100 millis")))
 
-    proxy.restore()
+    database.proxy.restore()
     await runtime.runPromise(Fiber.join(written).pipe(Effect.timeout("10 seconds")))
     // Whatever became of click 2, it is settled: the log does not change after the wait.
     const after = await seqs(page)

@@ -1,4 +1,7 @@
 import { createConnection, createServer, type Server, type Socket } from "node:net"
+import { afterAll, beforeAll } from "@effect/vitest"
+import { freshStorage } from "./ServedStorage.ts"
+import { externalStorage } from "./StorageModes.ts"
 
 /**
  * A TCP proxy in front of a server that a test can cut (every connection dropped, new ones refused) or stall
@@ -74,5 +77,41 @@ export class TcpProxy {
   close(): Promise<void> {
     this.cut()
     return new Promise((resolve) => this.server.close(() => resolve()))
+  }
+}
+
+/**
+ * Registers, in the enclosing `describe`, a fresh database on DATABASE_URL's server (else the machine's own
+ * Postgres: an outage needs a database outside the process) and a TCP proxy in front of it, made before its tests
+ * and removed after them (after what later hooks of the `describe` started). `url` reaches the database through
+ * the proxy; `storage` reaches it directly.
+ */
+export const proxiedDatabase = () => {
+  const storage = freshStorage(externalStorage)
+  let proxy: TcpProxy | undefined
+  let url: string | undefined
+  beforeAll(async () => {
+    const direct = new URL(storage.current.env.DATABASE_URL ?? "")
+    proxy = await TcpProxy.start(direct.hostname, Number(direct.port || 5432))
+    direct.host = `127.0.0.1:${proxy.port}`
+    url = direct.toString()
+  })
+  afterAll(async () => {
+    await proxy?.close()
+  })
+  const started = <A>(value: A | undefined): A => {
+    if (value === undefined) throw new Error("made by beforeAll: read it inside a test")
+    return value
+  }
+  return {
+    get storage() {
+      return storage.current
+    },
+    get proxy() {
+      return started(proxy)
+    },
+    get url() {
+      return started(url)
+    },
   }
 }
