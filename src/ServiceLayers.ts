@@ -1,6 +1,7 @@
 import { Layer } from "effect"
 import { PageEvents } from "./actors/PageEvents.ts"
 import { PageHostingLive } from "./actors/PageHosting.ts"
+import { PageWatch } from "./actors/PageWatch.ts"
 import { Metrics } from "./Metrics.ts"
 import { ActivityRepository } from "./persistence/ActivityRepository.ts"
 import { ClickLog } from "./persistence/ClickLog.ts"
@@ -31,9 +32,12 @@ export const StorageLive = Layer.mergeAll(
 
 /**
  * The page actor host with its behaviour and the router in front of it (one process, or a runner of a cluster when
- * RUNNER_ADDRESS is set), and the pages' live cluster changes (for watchers of a page).
+ * RUNNER_ADDRESS is set), and the pages' live cluster changes (for watchers of a page, wherever it is served).
  */
-export const ActorsLive = PageHostingLive.pipe(Layer.provideMerge(PageEvents.Default))
+export const ActorsLive = PageWatch.Default.pipe(
+  Layer.provideMerge(PageHostingLive),
+  Layer.provideMerge(PageEvents.Default),
+)
 
 /** Everything but HTTP: actors, the webhook delivery worker, storage and metrics; needs only the configuration. */
 export const CoreLive = Layer.merge(ActorsLive, WebhookWorkerLive).pipe(

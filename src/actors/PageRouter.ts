@@ -35,6 +35,10 @@ export class PageRouter extends Effect.Service<PageRouter>()("actors/PageRouter"
     const ownership = yield* Effect.serviceOption(PageOwnership)
     const sharding = yield* Effect.serviceOption(Sharding.Sharding)
     const local = {
+      /** Whether pages may live on other runners (cluster mode). */
+      sharded: false,
+      /** Whether the page is served here. */
+      isLocal: (_page: string): boolean => true,
       save: host.save,
       saveMany: host.saveMany,
       predict: host.predict,
@@ -138,30 +142,56 @@ export class PageRouter extends Effect.Service<PageRouter>()("actors/PageRouter"
     const dbTimeoutMs = Duration.toMillis(config.dbTimeout)
     const by = () => ({ headers: { [ANSWER_BY]: String(Date.now() + dbTimeoutMs) } })
 
+    /**
+     * The page's host here, or its owner: decided (and a forwarded message made, with its deadline) each time the
+     * effect runs, so an effect kept and run again (a watcher's poll) follows the page and never sends a stale
+     * deadline.
+     */
+    const route = <A, E, R>(
+      page: string,
+      here: () => Effect.Effect<A, E, R>,
+      owner: () => Effect.Effect<A, E, R>,
+    ) => Effect.suspend(() => (isLocal(page) ? here() : owner()))
+
     return {
+      sharded: true,
+      isLocal,
       save: (page: string, x: number, y: number, requestId: string | null) =>
-        isLocal(page)
-          ? host.save(page, x, y, requestId)
-          : forward(client(entityIdOf(page)).Save({ x, y, requestId: keyed(requestId) }, by())),
+        route(
+          page,
+          () => host.save(page, x, y, requestId),
+          () => forward(client(entityIdOf(page)).Save({ x, y, requestId: keyed(requestId) }, by())),
+        ),
       saveMany: (page: string, clicks: Clicks) =>
-        isLocal(page)
-          ? host.saveMany(page, clicks)
-          : forward(
+        route(
+          page,
+          () => host.saveMany(page, clicks),
+          () =>
+            forward(
               client(entityIdOf(page)).SaveMany(
-                {
-                  clicks: clicks.map((c) => ({ ...c, requestId: keyed(c.requestId) })),
-                },
+                { clicks: clicks.map((c) => ({ ...c, requestId: keyed(c.requestId) })) },
                 by(),
               ),
             ),
+        ),
       predict: (page: string, x: number, y: number) =>
-        isLocal(page) ? host.predict(page, x, y) : forward(client(entityIdOf(page)).Predict({ x, y }, by())),
+        route(
+          page,
+          () => host.predict(page, x, y),
+          () => forward(client(entityIdOf(page)).Predict({ x, y }, by())),
+        ),
       largestCluster: (page: string) =>
-        isLocal(page)
-          ? host.largestCluster(page)
-          : forward(client(entityIdOf(page)).Largest(undefined, by())),
+        route(
+          page,
+          () => host.largestCluster(page),
+          () => forward(client(entityIdOf(page)).Largest(undefined, by())),
+        ),
       clusters: (page: string) =>
-        isLocal(page) ? host.clusters(page) : forward(client(entityIdOf(page)).Clusters(undefined, by())),
+        route(
+          page,
+          () => host.clusters(page),
+          () => forward(client(entityIdOf(page)).Clusters(undefined, by())),
+        ),
     }
   }),
 }) {}

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Effect, Stream } from "effect"
-import { PageEvents } from "../actors/PageEvents.ts"
+import { PageWatch } from "../actors/PageWatch.ts"
 import { Api } from "./Api.ts"
 import { clusterEventStream } from "./ClusterEvents.ts"
 import { notePage } from "./RequestObservability.ts"
@@ -60,7 +60,7 @@ export const EventTiming = { throttle: "250 millis", heartbeat: "15 seconds" } a
 /** The browser's routes: the tracker script, the cluster map and the page's event stream. */
 export const BrowserHttpLive = HttpApiBuilder.group(Api, "browser", (handlers) =>
   Effect.gen(function* () {
-    const events = yield* PageEvents
+    const watch = yield* PageWatch
     const draining = yield* ServerDraining
     return handlers
       .handle("tracker", ({ request }) => Effect.succeed(tracker.answer(request.headers)))
@@ -81,9 +81,8 @@ export const BrowserHttpLive = HttpApiBuilder.group(Api, "browser", (handlers) =
         Effect.gen(function* () {
           yield* notePage(path.page_uuid)
           // Ends when the server drains: the browser reconnects (to another instance, or to this one restarted).
-          const body = clusterEventStream(events.changes(path.page_uuid), EventTiming).pipe(
-            Stream.interruptWhen(draining.began),
-          )
+          const changes = yield* watch.changes(path.page_uuid, EventTiming.throttle)
+          const body = clusterEventStream(changes, EventTiming).pipe(Stream.interruptWhen(draining.began))
           return HttpServerResponse.stream(Stream.encodeText(body), {
             contentType: "text/event-stream",
             // no-transform and x-accel-buffering: proxies must pass each event on as it comes.

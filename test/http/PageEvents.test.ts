@@ -1,10 +1,13 @@
 import { randomUUID } from "node:crypto"
+import { isDeepStrictEqual } from "node:util"
 import { Sse } from "@effect/experimental"
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "@effect/vitest"
 import { Effect, Fiber, Queue, Stream, TestClock } from "effect"
 import type { ClusterChange } from "../../src/actors/PageEvents.ts"
 import { clusterEventStream, clusterJson, latestPerCluster } from "../../src/http/ClusterEvents.ts"
+import { sleep } from "../support/ClickLoad.ts"
 import { InProcessServer, type RunningServer } from "../support/InProcessServer.ts"
+import { latestClusters, watchEvents } from "../support/ServerSentEvents.ts"
 
 const change = (clusterIdx: number, count: number, type: ClusterChange["type"] = "cluster.updated") =>
   ({
@@ -83,26 +86,6 @@ describe("clusterEventStream", () => {
   )
 })
 
-/** Reads Server-Sent Events from a response body until `enough` holds of what was read. */
-const readEvents = async (
-  body: ReadableStream<Uint8Array>,
-  enough: (events: ReadonlyArray<Sse.Event>) => boolean,
-): Promise<ReadonlyArray<Sse.Event>> => {
-  const events: Array<Sse.Event> = []
-  const parser = Sse.makeParser((event) => {
-    if (event._tag === "Event") events.push(event)
-  })
-  const reader = body.getReader()
-  const decoder = new TextDecoder()
-  while (!enough(events)) {
-    const { value, done } = await reader.read()
-    if (done) break
-    parser.feed(decoder.decode(value, { stream: true }))
-  }
-  reader.releaseLock()
-  return events
-}
-
 describe("GET /pages/{page_uuid}/events, served", () => {
   let server: RunningServer
   beforeAll(async () => {
@@ -123,19 +106,12 @@ describe("GET /pages/{page_uuid}/events, served", () => {
     const page = `events/${randomUUID()}`
     const controller = new AbortController()
     onTestFinished(() => controller.abort())
-    const response = await fetch(`${server.url}/pages/${encodeURIComponent(page)}/events`, {
-      signal: controller.signal,
-    })
-    expect(response.status).toBe(200)
-    expect(response.headers.get("content-type")).toBe("text/event-stream")
-    expect(response.headers.get("cache-control")).toContain("no-cache")
-    const body = response.body
-    if (body === null) throw new Error("no body")
+    const watcher = await watchEvents(server.url, page, controller.signal)
+    expect(watcher.headers.get("content-type")).toBe("text/event-stream")
+    expect(watcher.headers.get("cache-control")).toContain("no-cache")
     // The stream is open once its first line arrived: the subscription was made before it was written.
-    const opening = body.getReader()
-    const first = await opening.read()
-    opening.releaseLock()
-    expect(new TextDecoder().decode(first.value)).toBe("retry: 2000\n\n")
+    while (watcher.text() === "") await sleep(10)
+    expect(watcher.text()).toBe("retry: 2000\n\n")
 
     const key = randomUUID()
     expect((await save(page, 0.2, 0.2, key)).status).toBe(200)
@@ -151,13 +127,9 @@ describe("GET /pages/{page_uuid}/events, served", () => {
     ).json()) as {
       clusters: ReadonlyArray<{ cluster_idx: number; count: number }>
     }
-    const events = await readEvents(body, (events) => {
-      const latest = new Map(events.map((e) => [JSON.parse(e.data).cluster_idx, JSON.parse(e.data)]))
-      return listed.clusters.every((c) => latest.get(c.cluster_idx)?.count === c.count)
-    })
+    const events = await watcher.until((events) => isDeepStrictEqual(latestClusters(events), listed.clusters))
     controller.abort()
-    const latest = new Map(events.map((e) => [JSON.parse(e.data).cluster_idx, JSON.parse(e.data)]))
-    expect([...latest.values()].sort((a, b) => a.cluster_idx - b.cluster_idx)).toEqual(listed.clusters)
+    expect(latestClusters(events)).toEqual(listed.clusters)
     // Each cluster was created once, and nothing came of the refused clicks.
     expect(
       events.filter((e) => e.event === "cluster.created").map((e) => JSON.parse(e.data).cluster_idx),
@@ -165,7 +137,7 @@ describe("GET /pages/{page_uuid}/events, served", () => {
     expect(events.every((e) => e.event === "cluster.created" || e.event === "cluster.updated")).toBe(true)
     expect(events.some((e) => JSON.parse(e.data).centroid.x >= 0.6)).toBe(true)
     expect(events.some((e) => JSON.parse(e.data).centroid.x === 0.9)).toBe(false)
-    expect(latest.size).toBe(2)
+    expect(listed.clusters).toHaveLength(2)
   })
 
   it("answers 422 for a page id the other page routes refuse", async () => {

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { isDeepStrictEqual } from "node:util"
-import { beforeAll, describe, expect, it } from "@effect/vitest"
+import { beforeAll, describe, expect, it, onTestFinished } from "@effect/vitest"
 import { type CaseStep, loadCases, runId, send } from "../support/Cases.ts"
 import {
   checkRestartedServer,
@@ -19,6 +19,7 @@ import {
 import { type RunnerProcess, runnerProcesses } from "../support/RunnerProcess.ts"
 import { freshStorage } from "../support/ServedStorage.ts"
 import { spawnScript } from "../support/ServerProcess.ts"
+import { latestClusters, watchEvents } from "../support/ServerSentEvents.ts"
 import { storageModes } from "../support/StorageModes.ts"
 
 /**
@@ -90,6 +91,8 @@ class Balancer implements LoadTarget {
 }
 
 const PAGES = 48
+/** How many of the pages a map watches through the kill, join and stop. */
+const WATCHED = 6
 const CLIENTS = 16
 /** Small, so that a page moving to another runner is usually recovered from a snapshot plus a few clicks. */
 const SNAPSHOT_EVERY = 8
@@ -201,6 +204,49 @@ if (postgres !== undefined) {
       expect(stored[0]?.n).toBe(1)
     })
 
+    it("tells a page's live cluster changes to its watchers on every runner, whichever runner stores the clicks", async () => {
+      const page = `${runId()}/watched`
+      const path = `/pages/${encodeURIComponent(page)}`
+      // One watcher per runner: the page's owner tells its own, the others read the owner's clusters as they change.
+      const watching = new AbortController()
+      onTestFinished(() => watching.abort())
+      const watchers = await Promise.all(
+        cluster.map((runner) => watchEvents(runner.url, page, watching.signal)),
+      )
+      const spots = [
+        [0.2, 0.2],
+        [0.8, 0.3],
+        [0.5, 0.8],
+      ] as const
+      for (let i = 0; i < 12; i++) {
+        const [x, y] = spots[i % spots.length]!
+        const runner = cluster[i % cluster.length]!
+        expect(
+          await post(runner.url, "/save_click_and_predict_cluster", page, x + i / 1000, y),
+        ).toMatchObject({
+          _tag: "Ok",
+        })
+      }
+      const listed = (await (await fetch(`${cluster[0]!.url}${path}/clusters`)).json()) as {
+        clusters: ReadonlyArray<{ cluster_idx: number; count: number }>
+      }
+      expect(listed.clusters.map((c) => c.count)).toEqual([4, 4, 4])
+      const told = await Promise.all(
+        watchers.map((w) => w.until((events) => isDeepStrictEqual(latestClusters(events), listed.clusters))),
+      )
+      for (const events of told) {
+        expect(latestClusters(events)).toEqual(listed.clusters)
+        // Each cluster told as created once, first; its counts only grow.
+        expect(
+          events.filter((e) => e.event === "cluster.created").map((e) => JSON.parse(e.data).cluster_idx),
+        ).toEqual([0, 1, 2])
+        for (const idx of [0, 1, 2]) {
+          const counts = events.map((e) => JSON.parse(e.data)).filter((c) => c.cluster_idx === idx)
+          expect(counts.map((c) => c.count)).toEqual([...counts.map((c) => c.count)].sort((a, b) => a - b))
+        }
+      }
+    })
+
     it("keeps every acknowledged click once, and answers as the replay, across a kill -9, a join and a graceful stop under load", async () => {
       const seed = Number(process.env.CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31))
       seedLoad(seed)
@@ -209,6 +255,11 @@ if (postgres !== undefined) {
       const stats: LoadStats = { acknowledged: 0, unexpected: [] }
       const [a, b, c] = cluster as [RunnerProcess, RunnerProcess, RunnerProcess]
       const balancer = new Balancer([a, b, c])
+      // Maps of some of the pages, open on the runner that stays throughout: their pages move while watched.
+      const watched = pages.slice(0, WATCHED)
+      const watching = new AbortController()
+      onTestFinished(() => watching.abort())
+      const maps = await Promise.all(watched.map((page) => watchEvents(a.url, page.uuid, watching.signal)))
       const load = clients(balancer, pages, stats)
       const report: Array<string> = []
       try {
@@ -248,6 +299,15 @@ if (postgres !== undefined) {
         await Promise.all(load)
       }
 
+      // Each map was told its page's clusters as they are now, though its page changed owner meanwhile.
+      await Promise.all(
+        watched.map(async (page, i) => {
+          const listed = (await (
+            await fetch(`${a.url}/pages/${encodeURIComponent(page.uuid)}/clusters`)
+          ).json()) as { clusters: ReadonlyArray<unknown> }
+          await maps[i]!.until((events) => isDeepStrictEqual(latestClusters(events), listed.clusters))
+        }),
+      )
       const { verdict, replays, stored } = await checkStoredLog(fresh.current.query, run, pages)
       // Answers after the moves: every page through each remaining runner, equal to the replay of its log.
       let probes = 0

@@ -1,0 +1,97 @@
+import { type Duration, Effect, Option, Schedule, Stream } from "effect"
+import { type ClusterChange, PageEvents } from "./PageEvents.ts"
+import type { SuccessOf } from "./PageProtocol.ts"
+import { PageRouter } from "./PageRouter.ts"
+
+type Clusters = SuccessOf<"Clusters">
+
+/**
+ * What a watcher has been told of a page's clusters: each cluster's click count. A page's committed clusters only
+ * grow, so a count says how recent a cluster's state is.
+ */
+export class ToldClusters {
+  private readonly counts = new Map<number, number>()
+
+  /** Takes the page's clusters as known, without telling them. */
+  constructor(known: Clusters = []) {
+    for (const c of known) this.counts.set(c.clusterIdx, c.count)
+  }
+
+  /**
+   * A change the page's actor told, if it is newer than what was told of its cluster (noted as told). A cluster
+   * never told is told as created: it was founded after the first read, maybe on the page's previous owner.
+   */
+  fresh(change: ClusterChange): ReadonlyArray<ClusterChange> {
+    const told = this.counts.get(change.clusterIdx)
+    if (told !== undefined && told >= change.count) return []
+    this.counts.set(change.clusterIdx, change.count)
+    return [
+      told === undefined && change.type !== "cluster.created"
+        ? { ...change, type: "cluster.created" }
+        : change,
+    ]
+  }
+
+  /** The changes from what was told to `clusters` (the page's clusters as its owner answers them), noted as told. */
+  since(page: string, clusters: Clusters): Array<ClusterChange> {
+    const changes: Array<ClusterChange> = []
+    for (const c of clusters) {
+      const told = this.counts.get(c.clusterIdx)
+      if (told !== undefined && told >= c.count) continue
+      this.counts.set(c.clusterIdx, c.count)
+      changes.push({ type: told === undefined ? "cluster.created" : "cluster.updated", page, ...c })
+    }
+    return changes
+  }
+}
+
+/**
+ * A page's live cluster changes, wherever its actor runs. Its actor tells the changes to watchers in its own
+ * process (PageEvents). In cluster mode the page may live on another runner, or move while watched: then the
+ * watcher asks the page's owner for its clusters every `pollEvery` (one forwarded `Clusters` message) and tells
+ * what grew. Both sources pass through one ToldClusters, so a change is told once and a cluster's count never goes
+ * back.
+ */
+export class PageWatch extends Effect.Service<PageWatch>()("actors/PageWatch", {
+  effect: Effect.gen(function* () {
+    const events = yield* PageEvents
+    const router = yield* PageRouter
+
+    /**
+     * The page's changes from now on. In cluster mode the effect reads the page's clusters first, so a watcher that
+     * reads them once the stream is open misses nothing: every later click is told, and a cluster told as created
+     * was founded after that read.
+     */
+    const changes = Effect.fnUntraced(function* (page: string, pollEvery: Duration.DurationInput) {
+      if (!router.sharded) return events.changes(page)
+      const ownerState = router.clusters(page).pipe(
+        Effect.tapError((e) =>
+          Effect.logDebug(`watching page ${page}: its owner did not answer (${e._tag})`),
+        ),
+        Effect.option,
+      )
+      let wasLocal = router.isLocal(page)
+      const told = new ToldClusters(Option.getOrElse(yield* ownerState, () => []))
+      // While the page stays here its actor tells every change; a page that has just arrived is read once, to
+      // tell what its previous owner did since the last read.
+      const polled = Stream.fromSchedule(Schedule.spaced(pollEvery)).pipe(
+        Stream.mapEffect(() => {
+          const local = router.isLocal(page)
+          const stayed = local && wasLocal
+          wasLocal = local
+          return stayed ? Effect.succeedNone : ownerState
+        }),
+        Stream.filterMap((clusters) => clusters),
+      )
+      // One stage tells both sources, in the order it sees them, so nothing told can be overtaken by an older state.
+      return Stream.merge(events.changes(page), polled).pipe(
+        Stream.mapConcat(
+          (item): ReadonlyArray<ClusterChange> =>
+            "type" in item ? told.fresh(item) : told.since(page, item),
+        ),
+      )
+    })
+
+    return { changes }
+  }),
+}) {}

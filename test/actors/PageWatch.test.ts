@@ -1,0 +1,98 @@
+import { describe, expect, it } from "@effect/vitest"
+import fc from "fast-check"
+import type { ClusterChange } from "../../src/actors/PageEvents.ts"
+import type { SuccessOf } from "../../src/actors/PageProtocol.ts"
+import { ToldClusters } from "../../src/actors/PageWatch.ts"
+
+type Cluster = SuccessOf<"Clusters">[number]
+
+const cluster = (clusterIdx: number, count: number): Cluster => ({
+  clusterIdx,
+  centroidX: 0.5,
+  centroidY: 0.5,
+  count,
+  firstAt: 1_000,
+  lastAt: 1_000 + count,
+})
+
+/**
+ * A page's committed history as its watcher may see it: clicks (each grows a cluster or founds the next), told by
+ * the page's actor only while the page is served in the watcher's process, and reads of the page's clusters (what
+ * its owner answers) at any point.
+ */
+const history = fc.record({
+  /** How many clicks the page had when watching began. */
+  before: fc.nat({ max: 20 }),
+  steps: fc.array(
+    fc.oneof(
+      fc.record({ kind: fc.constant("click" as const), pick: fc.nat(), local: fc.boolean() }),
+      fc.record({ kind: fc.constant("read" as const) }),
+    ),
+    { maxLength: 120 },
+  ),
+})
+
+describe("ToldClusters", () => {
+  it("tells every change after the first read once, in growing counts, whether pushed by the actor or read from the owner", () => {
+    fc.assert(
+      fc.property(history, ({ before, steps }) => {
+        const counts: Array<number> = []
+        const click = (pick: number) => {
+          const idx = pick % (counts.length + 1)
+          counts[idx] = (counts[idx] ?? 0) + 1
+          return { idx, isNew: counts[idx] === 1 }
+        }
+        for (let i = 0; i < before; i++) click(i * 7)
+        const state = () => counts.map((n, i) => cluster(i, n))
+
+        // The watcher starts from the page's clusters read at the start; what it tells is applied to a map's view.
+        const told = new ToldClusters(state())
+        const view = new Map(state().map((c) => [c.clusterIdx, c.count]))
+        const apply = (changes: ReadonlyArray<ClusterChange>) => {
+          for (const change of changes) {
+            const shown = view.get(change.clusterIdx)
+            // Never an older or equal state, and "created" exactly for a cluster the view does not have.
+            expect(change.count).toBeGreaterThan(shown ?? 0)
+            expect(change.type === "cluster.created").toBe(shown === undefined)
+            view.set(change.clusterIdx, change.count)
+          }
+        }
+        for (const step of steps) {
+          if (step.kind === "click") {
+            const { idx, isNew } = click(step.pick)
+            const change: ClusterChange = {
+              type: isNew ? "cluster.created" : "cluster.updated",
+              page: "p",
+              ...cluster(idx, counts[idx]!),
+            }
+            if (step.local) apply(told.fresh(change))
+          } else {
+            apply(told.since("p", state()))
+            // After a read, the view is the page's state.
+            expect(view).toEqual(new Map(state().map((c) => [c.clusterIdx, c.count])))
+          }
+        }
+        apply(told.since("p", state()))
+        expect(view).toEqual(new Map(state().map((c) => [c.clusterIdx, c.count])))
+      }),
+    )
+  })
+
+  it("tells nothing for a read that shows no growth, and drops a pushed change a read already told, and tells an unheard-of cluster as created", () => {
+    const told = new ToldClusters([cluster(0, 3)])
+    expect(told.since("p", [cluster(0, 3)])).toEqual([])
+    expect(
+      told.since("p", [cluster(0, 5), cluster(1, 1)]).map((c) => [c.type, c.clusterIdx, c.count]),
+    ).toEqual([
+      ["cluster.updated", 0, 5],
+      ["cluster.created", 1, 1],
+    ])
+    expect(told.fresh({ type: "cluster.updated", page: "p", ...cluster(0, 4) })).toEqual([])
+    const later = { type: "cluster.updated", page: "p", ...cluster(0, 6) } as const
+    expect(told.fresh(later)).toEqual([later])
+    // Founded on the page's previous owner after the last read, and first heard of here: told as created.
+    expect(told.fresh({ type: "cluster.updated", page: "p", ...cluster(2, 2) })).toEqual([
+      { type: "cluster.created", page: "p", ...cluster(2, 2) },
+    ])
+  })
+})
