@@ -1,4 +1,5 @@
 import { Layer } from "effect"
+import { IngestLimits } from "./actors/IngestLimits.ts"
 import { PageEvents } from "./actors/PageEvents.ts"
 import { PageHostingLive } from "./actors/PageHosting.ts"
 import { PageWatch } from "./actors/PageWatch.ts"
@@ -32,11 +33,12 @@ export const StorageLive = Layer.mergeAll(
 
 /**
  * The page actor host with its behaviour and the router in front of it (one process, or a runner of a cluster when
- * RUNNER_ADDRESS is set), and the pages' live cluster changes (for watchers of a page, wherever it is served).
+ * RUNNER_ADDRESS is set), the ingestion rate limits, and the pages' live cluster changes (for watchers of a page,
+ * wherever it is served).
  */
 export const ActorsLive = PageWatch.Default.pipe(
   Layer.provideMerge(PageHostingLive),
-  Layer.provideMerge(PageEvents.Default),
+  Layer.provideMerge(Layer.merge(PageEvents.Default, IngestLimits.Default)),
 )
 
 /** Everything but HTTP: actors, the webhook delivery worker, storage and metrics; needs only the configuration. */

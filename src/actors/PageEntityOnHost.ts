@@ -1,6 +1,7 @@
 import { Entity } from "@effect/cluster"
 import { Duration, Effect } from "effect"
 import { StorageUnavailable } from "../persistence/StorageErrors.ts"
+import { IngestLimits } from "./IngestLimits.ts"
 import { PageActorHost } from "./PageActorHost.ts"
 import { ANSWER_BY, pageOf } from "./PageEntityId.ts"
 import { Page, type PageTag, type PayloadOf } from "./PageProtocol.ts"
@@ -26,6 +27,7 @@ const late = (headers: Readonly<Record<string, string | undefined>>) => {
 export const PageEntityOnHostLive = Page.toLayer(
   Effect.gen(function* () {
     const host = yield* PageActorHost
+    const limits = yield* IngestLimits
     const page = pageOf((yield* Entity.CurrentAddress).entityId)
     const serve = <T extends PageTag>(
       tag: T,
@@ -35,8 +37,13 @@ export const PageEntityOnHostLive = Page.toLayer(
       },
     ) => (late(request.headers) ? Effect.fail(expired) : host.send(page, tag, request.payload))
     return {
-      Save: (request) => serve("Save", request),
-      SaveMany: (request) => serve("SaveMany", request),
+      // The page's allowance is taken here, where the page is served, as PageRouter does for its local pages.
+      Save: (request) =>
+        late(request.headers) ? Effect.fail(expired) : limits.pageFirst(page, 1, serve("Save", request)),
+      SaveMany: (request) =>
+        late(request.headers)
+          ? Effect.fail(expired)
+          : limits.pageFirst(page, request.payload.clicks.length, serve("SaveMany", request)),
       // An idle page with its state in memory answers a read at once, as the fast lane does for local requests,
       // without a trip through its mailbox.
       Predict: (request) => {

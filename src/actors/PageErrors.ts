@@ -14,3 +14,13 @@ export class PageNotFound extends Schema.TaggedError<PageNotFound>()(
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 404 }),
 ) {}
+
+/**
+ * Too many clicks from one client IP or for one page within the window (RATE_LIMIT_PER_IP, RATE_LIMIT_PER_PAGE,
+ * RATE_LIMIT_WINDOW); the answer's `Retry-After` header says the same seconds as `retry_after_seconds`.
+ */
+export class RateLimited extends Schema.TaggedError<RateLimited>()(
+  "RateLimited",
+  { message: Schema.String, retry_after_seconds: Schema.Int },
+  HttpApiSchema.annotations({ status: 429 }),
+) {}

@@ -2,7 +2,7 @@ import { Entity } from "@effect/cluster"
 import { Rpc } from "@effect/rpc"
 import { Schema } from "effect"
 import { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageErrors.ts"
-import { PageBusy } from "./PageErrors.ts"
+import { PageBusy, RateLimited } from "./PageErrors.ts"
 
 /**
  * The page actor's protocol: every message a page serves, with its payload, its answer and its errors, declared
@@ -15,7 +15,8 @@ import { PageBusy } from "./PageErrors.ts"
  * is acknowledged only once its click is committed, and its commit never waits for a later message.
  *
  * Every message may also fail with PageBusy before the page looks at it (its mailbox is full, the service is
- * shutting down), so a message forwarded to another runner answers the same 503 as a local one.
+ * shutting down), so a message forwarded to another runner answers the same 503 as a local one; a save, with
+ * RateLimited when the page's allowance (RATE_LIMIT_PER_PAGE) is spent, taken by whichever runner serves the page.
  */
 
 /** A coordinate of the unit square. */
@@ -49,7 +50,7 @@ export type ClickError = typeof ClickError.Type
 export const Save = Rpc.make("Save", {
   payload: { x: Unit, y: Unit, requestId: Schema.NullOr(Schema.String) },
   success: SavedClick,
-  error: Schema.Union(ClickError, PageBusy),
+  error: Schema.Union(ClickError, PageBusy, RateLimited),
 })
 
 /**
@@ -59,7 +60,7 @@ export const Save = Rpc.make("Save", {
 export const SaveMany = Rpc.make("SaveMany", {
   payload: { clicks: Schema.Array(Save.payloadSchema) },
   success: Schema.Array(Schema.Either({ right: SavedClick, left: ClickError })),
-  error: Schema.Union(StorageUnavailable, PageBusy),
+  error: Schema.Union(StorageUnavailable, PageBusy, RateLimited),
 })
 
 /** The cluster a click would join (null: it would found one); changes nothing. */

@@ -4,6 +4,7 @@ import { Cause, Data, Duration, Effect, Exit, Option } from "effect"
 import { AppConfig } from "../Config.ts"
 import { Metrics, secondsSince } from "../Metrics.ts"
 import { StorageUnavailable } from "../persistence/StorageErrors.ts"
+import { IngestLimits } from "./IngestLimits.ts"
 import { PageActorHost } from "./PageActorHost.ts"
 import { ANSWER_BY, entityIdOf } from "./PageEntityId.ts"
 import { PageOwnership } from "./PageOwnership.ts"
@@ -32,6 +33,7 @@ class PageMoved extends Data.TaggedError("PageMoved") {}
 export class PageRouter extends Effect.Service<PageRouter>()("actors/PageRouter", {
   effect: Effect.gen(function* () {
     const host = yield* PageActorHost
+    const limits = yield* IngestLimits
     const ownership = yield* Effect.serviceOption(PageOwnership)
     const sharding = yield* Effect.serviceOption(Sharding.Sharding)
     const local = {
@@ -39,8 +41,10 @@ export class PageRouter extends Effect.Service<PageRouter>()("actors/PageRouter"
       sharded: false,
       /** Whether the page is served here. */
       isLocal: (_page: string): boolean => true,
-      save: host.save,
-      saveMany: host.saveMany,
+      save: (page: string, x: number, y: number, requestId: string | null) =>
+        limits.pageFirst(page, 1, host.save(page, x, y, requestId)),
+      saveMany: (page: string, clicks: Clicks) =>
+        limits.pageFirst(page, clicks.length, host.saveMany(page, clicks)),
       predict: host.predict,
       largestCluster: host.largestCluster,
       clusters: host.clusters,
@@ -159,13 +163,13 @@ export class PageRouter extends Effect.Service<PageRouter>()("actors/PageRouter"
       save: (page: string, x: number, y: number, requestId: string | null) =>
         route(
           page,
-          () => host.save(page, x, y, requestId),
+          () => local.save(page, x, y, requestId),
           () => forward(client(entityIdOf(page)).Save({ x, y, requestId: keyed(requestId) }, by())),
         ),
       saveMany: (page: string, clicks: Clicks) =>
         route(
           page,
-          () => host.saveMany(page, clicks),
+          () => local.saveMany(page, clicks),
           () =>
             forward(
               client(entityIdOf(page)).SaveMany(

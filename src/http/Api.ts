@@ -1,7 +1,7 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
 import { Predicate, Schema } from "effect"
 import packageJson from "../../package.json" with { type: "json" }
-import { PageBusy, PageNotFound } from "../actors/PageErrors.ts"
+import { PageBusy, PageNotFound, RateLimited } from "../actors/PageErrors.ts"
 import { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageErrors.ts"
 import { AdminAuth } from "./AdminAuth.ts"
 import { ExportFormat } from "./ExportFormat.ts"
@@ -110,16 +110,6 @@ export class InternalError extends Schema.TaggedError<InternalError>()(
   "InternalError",
   { message: Schema.String },
   HttpApiSchema.annotations({ status: 500 }),
-) {}
-
-/**
- * Too many clicks from one client IP or for one page within the window (RATE_LIMIT_PER_IP, RATE_LIMIT_PER_PAGE,
- * RATE_LIMIT_WINDOW); the answer's `Retry-After` header says the same seconds as `retry_after_seconds`.
- */
-export class RateLimited extends Schema.TaggedError<RateLimited>()(
-  "RateLimited",
-  { message: Schema.String, retry_after_seconds: Schema.Int },
-  HttpApiSchema.annotations({ status: 429 }),
 ) {}
 
 /** One click's refusal inside a batch's answer: what the same click sent alone would be answered. */

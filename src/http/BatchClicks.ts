@@ -1,15 +1,15 @@
 import { Effect, Either, Option, ParseResult } from "effect"
+import { IngestLimits } from "../actors/IngestLimits.ts"
 import { PageActorHost } from "../actors/PageActorHost.ts"
 import type { SaveDecision } from "../actors/PageBehaviour.ts"
-import type { PageBusy } from "../actors/PageErrors.ts"
+import type { PageBusy, RateLimited } from "../actors/PageErrors.ts"
 import { PageRouter } from "../actors/PageRouter.ts"
 import { AppConfig } from "../Config.ts"
 import type { CommitError } from "../persistence/CommitTicket.ts"
 import type { IdempotencyConflict, StorageUnavailable } from "../persistence/StorageErrors.ts"
-import { type BatchAnswer, PayloadTooLarge, type RateLimited, SaveClick } from "./Api.ts"
+import { type BatchAnswer, PayloadTooLarge, SaveClick } from "./Api.ts"
 import { invalidRequest } from "./ErrorResponses.ts"
 import { decodePlainFirst } from "./PlainSchema.ts"
-import { IngestLimits } from "./RateLimit.ts"
 import { saveResult } from "./TrackerHandlers.ts"
 
 type ClickRefusal =
@@ -89,7 +89,7 @@ export const makeBatchClicks = Effect.gen(function* () {
       return yield* new PayloadTooLarge({
         message: `a batch holds at most ${config.maxBatchClicks} clicks (MAX_BATCH_CLICKS); this one has ${batch.length}`,
       })
-    yield* limits.client(client, batch.length)
+    if (Option.isSome(limits.client)) yield* limits.client.value(client, batch.length)
     const answers = new Array<BatchAnswer>(batch.length)
     const pages = new Map<string, PageClicks>()
     for (let i = 0; i < batch.length; i++) {
@@ -124,8 +124,7 @@ export const makeBatchClicks = Effect.gen(function* () {
     yield* Effect.forEach(
       rest,
       ([page, { at, clicks }]) =>
-        limits.page(page, clicks.length).pipe(
-          Effect.zipRight(router.saveMany(page, clicks)),
+        router.saveMany(page, clicks).pipe(
           Effect.match({
             // The page refused as a whole (rate limited, busy, its recovery failed): each of its clicks says so.
             onFailure: (error) => {

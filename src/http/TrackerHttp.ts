@@ -1,14 +1,16 @@
 import { HttpApiBuilder } from "@effect/platform"
-import { Effect, Layer } from "effect"
+import { Effect, Option } from "effect"
+import { IngestLimits } from "../actors/IngestLimits.ts"
 import { Api } from "./Api.ts"
 import { makeBatchClicks } from "./BatchClicks.ts"
-import { clientOf, IngestLimits, withRetryAfter } from "./RateLimit.ts"
+import { clientOf, withRetryAfter } from "./RateLimit.ts"
 import { type ClickPayload, makeTrackerHandlers, type SaveClickPayload } from "./TrackerHandlers.ts"
 
 /**
  * The trackers' endpoints as HttpApi handlers: decode (done by the API), one actor message, encode. The two hot
  * POST routes are usually answered by the fast lane in front of the API (TrackerFastLane.ts) with the same logic;
- * with ingestion rate limits configured, the lane is off and the limits are applied here (RateLimit.ts).
+ * with ingestion rate limits configured, the lane is off: a client's allowance is taken here, a page's where the
+ * page is served (IngestLimits.ts).
  */
 export const TrackerHttpLive = HttpApiBuilder.group(Api, "tracker", (handlers) =>
   Effect.gen(function* () {
@@ -24,11 +26,14 @@ export const TrackerHttpLive = HttpApiBuilder.group(Api, "tracker", (handlers) =
     }) =>
       limits.enabled
         ? withRetryAfter(
-            clientOf.pipe(
-              Effect.flatMap((client) => limits.client(client, 1)),
-              Effect.zipRight(limits.page(payload.page_uuid, 1)),
-              Effect.zipRight(tracker.save(payload, headers["idempotency-key"])),
-            ),
+            Option.match(limits.client, {
+              onNone: () => tracker.save(payload, headers["idempotency-key"]),
+              onSome: (allowance) =>
+                clientOf.pipe(
+                  Effect.flatMap((client) => allowance(client, 1)),
+                  Effect.zipRight(tracker.save(payload, headers["idempotency-key"])),
+                ),
+            }),
           )
         : tracker.save(payload, headers["idempotency-key"])
     const predict = ({ payload }: { readonly payload: ClickPayload }) => tracker.predict(payload)
@@ -44,4 +49,4 @@ export const TrackerHttpLive = HttpApiBuilder.group(Api, "tracker", (handlers) =
       .handle("bestCluster", ({ urlParams }) => tracker.bestCluster(urlParams.page_uuid))
       .handle("version", () => Effect.succeed({ version: 0 as const }))
   }),
-).pipe(Layer.provide(IngestLimits.Default))
+)

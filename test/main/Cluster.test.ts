@@ -120,6 +120,24 @@ const untilAllAnswer = async (url: string, pages: ReadonlyArray<LoadPage>, start
   return Date.now() - start
 }
 
+/**
+ * Resolves once every runner reaches pages on every runner: each has answered a prediction for 64 fresh pages
+ * (each asked until it answers 200). Each runner holds its own shards once ready, but its view of who holds the
+ * others may lag a moment behind the runner list (a message meanwhile waits for its shard, up to DB_TIMEOUT, and
+ * answers 503: CI saw one on a busy machine).
+ */
+const settled = (runners: ReadonlyArray<RunnerProcess>) =>
+  Promise.all(
+    runners.map(async (runner, r) => {
+      const run = runId()
+      for (let i = 0; i < 64; i++)
+        while (
+          (await post(runner.url, "/predict_cluster", `settle-${run}-${r}-${i}`, 0.5, 0.5))._tag !== "Ok"
+        )
+          await sleep(20)
+    }),
+  )
+
 const postgres = storageModes().find((mode) => mode.name === "postgres")
 
 // Only with DATABASE_URL: the runners share that server (each test run in a database of its own).
@@ -135,17 +153,8 @@ if (postgres !== undefined) {
       const first = await runners.start(env())
       cluster = [first, ...(await Promise.all([runners.start(env()), runners.start(env())]))]
       await Promise.all(cluster.map((r) => r.untilReady()))
-      // Each runner holds its own shards now, but its view of who holds the others may lag a moment behind the
-      // runner list (a message meanwhile waits for its shard, up to DB_TIMEOUT, and answers 503: CI saw one on a
-      // busy machine). The acceptance cases compare exact answers, so they start once every runner reaches pages
-      // on every runner: a prediction of 64 fresh pages through each, each asked until it answers 200.
-      await Promise.all(
-        cluster.map(async (runner, r) => {
-          for (let i = 0; i < 64; i++)
-            while ((await post(runner.url, "/predict_cluster", `settle-${r}-${i}`, 0.5, 0.5))._tag !== "Ok")
-              await sleep(20)
-        }),
-      )
+      // The acceptance cases compare exact answers, so they start once the runners have settled.
+      await settled(cluster)
     })
 
     it("answers the acceptance cases sent round-robin across three runners exactly as one process does", async () => {
@@ -419,6 +428,56 @@ if (postgres !== undefined) {
       const again = await post(via.url, "/save_click_and_predict_cluster", page, 0.4, 0.4)
       expect(again).toEqual({ _tag: "Ok", body: { cluster_idx: 0, is_new: true } })
       expect(await count()).toBe(1)
+    })
+  })
+
+  describe("a page's rate limit with runners sharing the machine's Postgres", () => {
+    const fresh = freshStorage(postgres.make)
+    const runners = runnerProcesses()
+    const LIMIT = 6
+
+    it("lets a page take RATE_LIMIT_PER_PAGE clicks a window in all, whichever runners they reach", async () => {
+      const env = { ...fresh.current.env, RATE_LIMIT_PER_PAGE: String(LIMIT), RATE_LIMIT_WINDOW: "1 hour" }
+      const first = await runners.start(env)
+      const pair = [first, await runners.start(env)]
+      await Promise.all(pair.map((r) => r.untilReady()))
+      await settled(pair)
+      const page = `${runId()}/limited`
+      const answers: Array<{ status: number; retryAfter: string | null }> = []
+      for (let i = 0; i < 2 * LIMIT; i++) {
+        const response = await fetch(`${pair[i % 2]!.url}/save_click_and_predict_cluster`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ page_uuid: page, coordinates: { x: 0.5, y: 0.5 } }),
+        })
+        answers.push({ status: response.status, retryAfter: response.headers.get("retry-after") })
+        await response.body?.cancel()
+      }
+      // The page's owner counted every click, the forwarded ones too: the first LIMIT stored, the rest refused.
+      expect(answers.map((a) => a.status)).toEqual([
+        ...Array.from({ length: LIMIT }, () => 200),
+        ...Array.from({ length: LIMIT }, () => 429),
+      ])
+      for (const { retryAfter } of answers.slice(LIMIT)) expect(Number(retryAfter)).toBeGreaterThanOrEqual(1)
+      // A batch through either runner: the page's clicks are each refused 429, another page's stored.
+      for (const runner of pair) {
+        const response = await fetch(`${runner.url}/clicks`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify([
+            { page_uuid: page, coordinates: { x: 0.2, y: 0.2 } },
+            { page_uuid: `${page}/other`, coordinates: { x: 0.2, y: 0.2 } },
+          ]),
+        })
+        expect(response.status).toBe(200)
+        const body = (await response.json()) as ReadonlyArray<{ error?: { status: number } }>
+        expect(body.map((entry) => entry.error?.status ?? 200)).toEqual([429, 200])
+      }
+      const stored = await fresh.current.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM clicks WHERE page_uuid = $1",
+        [page],
+      )
+      expect(stored[0]?.n).toBe(LIMIT)
     })
   })
 }

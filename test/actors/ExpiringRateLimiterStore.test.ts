@@ -2,7 +2,7 @@ import { RateLimiter } from "@effect/experimental"
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Duration, Effect, Layer, TestClock } from "effect"
 import fc from "fast-check"
-import { makeExpiringStore } from "../../src/http/ExpiringRateLimiterStore.ts"
+import { makeExpiringStore } from "../../src/actors/ExpiringRateLimiterStore.ts"
 
 const refillRate = Duration.millis(100)
 
