@@ -93,7 +93,8 @@ export const writeOutbox = (sql: SqlClient.SqlClient, events: ReadonlyArray<Outb
         SELECT f.subscription_id, f.seq, f.page_uuid,
           CASE WHEN f.n = 1 AND NOT EXISTS (
             SELECT 1 FROM webhook_deliveries q
-            WHERE q.state = 'pending' AND q.subscription_id = f.subscription_id AND q.page_uuid = f.page_uuid
+            WHERE q.state = 'pending' AND NOT q.out_of_line AND q.subscription_id = f.subscription_id
+              AND q.page_uuid = f.page_uuid
           ) THEN f.created_at ELSE 'infinity' END
         FROM fan f
       `.pipe(Effect.asVoid)

@@ -10,6 +10,7 @@ import createWebhooks from "./migrations/0003_create_webhooks.ts"
 import createExportJobs from "./migrations/0004_create_export_jobs.ts"
 import createClickLogAppend from "./migrations/0005_create_click_log_append.ts"
 import clickLogAppendPlainInsert from "./migrations/0006_click_log_append_plain_insert.ts"
+import webhookRetryOutOfLine from "./migrations/0007_webhook_retry_out_of_line.ts"
 
 /** The schema's history: one numbered migration per concern, run in the order of their numbers. */
 const migrations = Migrator.fromRecord({
@@ -19,6 +20,7 @@ const migrations = Migrator.fromRecord({
   "0004_create_export_jobs": createExportJobs,
   "0005_create_click_log_append": createClickLogAppend,
   "0006_click_log_append_plain_insert": clickLogAppendPlainInsert,
+  "0007_webhook_retry_out_of_line": webhookRetryOutOfLine,
 })
 
 /** Id of the newest migration (readiness requires the database to have it), read from the record as the migrator reads it. */

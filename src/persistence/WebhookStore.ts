@@ -148,13 +148,15 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
       /**
        * Schedules a delivery again now, with a fresh round of attempts (a dead one, or a pending one sooner);
        * none when the subscription has no such delivery. A delivered one is sent again too (a receiver that
-       * lost it asks for it): receivers deduplicate by the event id.
+       * lost it asks for it): receivers deduplicate by the event id. A dead or delivered one is sent out of line:
+       * its page's later events went on without it, and do not wait for it now.
        */
       retry: Effect.fn("WebhookStore.retry")(function* (subscription: string, delivery: number, now: number) {
         const rows = yield* sql<Delivery>`
           WITH d AS (
             UPDATE webhook_deliveries SET state = 'pending', attempts = 0, leased_until = NULL,
-              next_attempt_at = to_timestamp(${now} / 1000.0), delivered_at = NULL
+              next_attempt_at = to_timestamp(${now} / 1000.0), delivered_at = NULL,
+              out_of_line = out_of_line OR state <> 'pending'
             WHERE id = ${delivery} AND subscription_id = ${subscription}
             RETURNING *
           )
@@ -165,8 +167,8 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
 
       /**
        * Claims up to `limit` due deliveries for `leaseMs` (other workers skip them meanwhile, and take them over
-       * when the lease ran out: their worker died). Only the first pending delivery of each (subscription,
-       * page) is due, so a page's events reach a subscriber in their order. SKIP LOCKED: workers of several
+       * when the lease ran out: their worker died). Only the first pending delivery in line of each (subscription,
+       * page) is due, so a page's events reach a subscriber in their order; one retried out of line is due alone. SKIP LOCKED: workers of several
        * processes claim concurrently without waiting on one another's rows. In next_attempt_at order only, the
        * due index's own order, so a claim reads `limit` rows rather than sorting every due one.
        */
@@ -178,11 +180,11 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
               SELECT d.id FROM webhook_deliveries d
               WHERE d.state = 'pending' AND d.next_attempt_at <= to_timestamp(${now} / 1000.0)
                 AND (d.leased_until IS NULL OR d.leased_until <= to_timestamp(${now} / 1000.0))
-                AND NOT EXISTS (
+                AND (d.out_of_line OR NOT EXISTS (
                   SELECT 1 FROM webhook_deliveries e
-                  WHERE e.state = 'pending' AND e.subscription_id = d.subscription_id
+                  WHERE e.state = 'pending' AND NOT e.out_of_line AND e.subscription_id = d.subscription_id
                     AND e.page_uuid = d.page_uuid AND e.event_seq < d.event_seq
-                )
+                ))
               ORDER BY d.next_attempt_at
               LIMIT ${limit}
               FOR UPDATE SKIP LOCKED
@@ -222,7 +224,7 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
           WHERE next_attempt_at = 'infinity' AND id = (
             SELECT q.id FROM d JOIN webhook_deliveries q
               ON q.subscription_id = d.subscription_id AND q.page_uuid = d.page_uuid
-            WHERE d.state <> 'pending' AND q.state = 'pending' AND q.id <> d.id
+            WHERE d.state <> 'pending' AND q.state = 'pending' AND NOT q.out_of_line AND q.id <> d.id
             ORDER BY q.event_seq LIMIT 1
           )
         `
@@ -243,7 +245,7 @@ export class WebhookStore extends Effect.Service<WebhookStore>()("persistence/We
           UPDATE webhook_deliveries w SET next_attempt_at = to_timestamp(${now} / 1000.0)
           WHERE w.state = 'pending' AND w.next_attempt_at = 'infinity' AND NOT EXISTS (
             SELECT 1 FROM webhook_deliveries e
-            WHERE e.state = 'pending' AND e.subscription_id = w.subscription_id
+            WHERE e.state = 'pending' AND NOT e.out_of_line AND e.subscription_id = w.subscription_id
               AND e.page_uuid = w.page_uuid AND e.event_seq < w.event_seq
           )
         `

@@ -18,8 +18,8 @@ export interface Received {
 }
 
 /**
- * A webhook receiver on loopback (node:http): answers each request as `answer` says (a status, or "hang" to never
- * answer), and verifies its signature with the standardwebhooks package, as a real receiver would.
+ * A webhook receiver on loopback (node:http): answers each request as `answer` says (given how many came before
+ * and the event: a status, or "hang" to never answer), and verifies its signature with the standardwebhooks package, as a real receiver would.
  */
 export class WebhookReceiver {
   readonly received: Array<Received> = []
@@ -40,7 +40,10 @@ export class WebhookReceiver {
     return made
   }
 
-  static start(answer: (n: number) => number | "hang", port = 0): Promise<WebhookReceiver> {
+  static start(
+    answer: (n: number, payload: Received["payload"]) => number | "hang",
+    port = 0,
+  ): Promise<WebhookReceiver> {
     let self: WebhookReceiver | undefined
     const server = createServer((request: IncomingMessage, response) => {
       const parts: Array<Buffer> = []
@@ -60,13 +63,14 @@ export class WebhookReceiver {
         } catch {
           verified = false
         }
-        const status = answer(receiver.received.length)
+        const payload = JSON.parse(body) as Received["payload"]
+        const status = answer(receiver.received.length, payload)
         receiver.received.push({
           id: headers["webhook-id"],
           timestamp: headers["webhook-timestamp"],
           signature: headers["webhook-signature"],
           body,
-          payload: JSON.parse(body),
+          payload,
           verified,
           status: status === "hang" ? 0 : status,
         })

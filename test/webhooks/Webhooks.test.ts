@@ -255,6 +255,42 @@ describe.each(storageModes())("webhooks, $name storage", ({ make }) => {
     }
   })
 
+  it("a dead delivery retried by hand goes out of line: the page's later events do not wait for its new attempts", async () => {
+    // The receiver refuses the page's first cluster, and later leaves it hanging; it takes every other event.
+    let refuse: number | "hang" = 500
+    const receiver = await WebhookReceiver.start((_, event) => (event.data.cluster_idx === 0 ? refuse : 200))
+    const page = `${run}/out-of-line`
+    try {
+      const subscription = await subscribe(receiver, { events: ["cluster.created"], pages: [page] })
+      await save(page, 0.1, 0.5)
+      await eventually(
+        async () => (await deliveries(subscription.id, "?state=dead")).length === 1,
+        20_000,
+        "the first event dead",
+      )
+      await save(page, 0.5, 0.5)
+      await eventually(
+        () => receiver.delivered().length === 1,
+        20_000,
+        "the second event, once the first died",
+      )
+      // Retried by hand while its receiver still will not take it: each attempt now hangs until WEBHOOK_TIMEOUT.
+      refuse = "hang"
+      const [dead] = await deliveries(subscription.id, "?state=dead")
+      expect((await call("POST", `/webhooks/${subscription.id}/deliveries/${dead!.id}/retry`)).status).toBe(
+        200,
+      )
+      await save(page, 0.9, 0.5)
+      await eventually(() => receiver.delivered().length === 2, 20_000, "the third event")
+      // Delivered while the retried one is still in its new round of attempts.
+      expect((await deliveries(subscription.id, "?state=pending")).map((d) => d.id)).toEqual([dead!.id])
+      expect(receiver.delivered().map((r) => r.payload.data.cluster_idx)).toEqual([1, 2])
+      await call("DELETE", `/webhooks/${subscription.id}`)
+    } finally {
+      await receiver.close()
+    }
+  })
+
   it("concurrent clicks on one cluster: each watched threshold is reported exactly once, the new cluster and the best cluster once", async () => {
     const receiver = await WebhookReceiver.start(() => 200)
     const page = `${run}/thresholds`
