@@ -1,9 +1,16 @@
-import { type Duration, Effect, Option, Schedule, Stream } from "effect"
+import { Clock, Duration, Effect, Option, Stream } from "effect"
 import { type ClusterChange, PageEvents } from "./PageEvents.ts"
 import type { SuccessOf } from "./PageProtocol.ts"
 import { PageRouter } from "./PageRouter.ts"
 
 type Clusters = SuccessOf<"Clusters">
+
+/**
+ * A watcher waits at least this many times as long as its last read of the owner's clusters took before the next:
+ * a page of thousands of clusters (a read carries every one) is read less often rather than cost its owner and
+ * this runner a core per map.
+ */
+const READ_SPACING = 20
 
 /**
  * What a watcher has been told of a page's clusters: each cluster's click count. A page's committed clusters only
@@ -48,8 +55,8 @@ export class ToldClusters {
 /**
  * A page's live cluster changes, wherever its actor runs. Its actor tells the changes to watchers in its own
  * process (PageEvents). In cluster mode the page may live on another runner, or move while watched: then the
- * watcher asks the page's owner for its clusters every `pollEvery` (one forwarded `Clusters` message) and tells
- * what grew. Both sources pass through one ToldClusters, so a change is told once and a cluster's count never goes
+ * watcher asks the page's owner for its clusters every `pollEvery` (one forwarded `Clusters` message; less often
+ * for a page whose read takes long, see READ_SPACING) and tells what grew. Both sources pass through one ToldClusters, so a change is told once and a cluster's count never goes
  * back.
  */
 export class PageWatch extends Effect.Service<PageWatch>()("actors/PageWatch", {
@@ -74,15 +81,20 @@ export class PageWatch extends Effect.Service<PageWatch>()("actors/PageWatch", {
       const told = new ToldClusters(Option.getOrElse(yield* ownerState, () => []))
       // While the page stays here its actor tells every change; a page that has just arrived is read once, to
       // tell what its previous owner did since the last read.
-      const polled = Stream.fromSchedule(Schedule.spaced(pollEvery)).pipe(
-        Stream.mapEffect(() => {
-          const local = router.isLocal(page)
-          const stayed = local && wasLocal
-          wasLocal = local
-          return stayed ? Effect.succeedNone : ownerState
-        }),
-        Stream.filterMap((clusters) => clusters),
-      )
+      const every = Duration.toMillis(pollEvery)
+      let wait = every
+      const poll = Effect.gen(function* () {
+        yield* Effect.sleep(wait)
+        const local = router.isLocal(page)
+        const stayed = local && wasLocal
+        wasLocal = local
+        if (stayed) return Option.none<Clusters>()
+        const start = yield* Clock.currentTimeMillis
+        const clusters = yield* ownerState
+        wait = Math.max(every, READ_SPACING * ((yield* Clock.currentTimeMillis) - start))
+        return clusters
+      })
+      const polled = Stream.repeatEffect(poll).pipe(Stream.filterMap((clusters) => clusters))
       // One stage tells both sources, in the order it sees them, so nothing told can be overtaken by an older state.
       return Stream.merge(events.changes(page), polled).pipe(
         Stream.mapConcat(

@@ -1,8 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Layer, Stream, TestClock } from "effect"
 import fc from "fast-check"
-import type { ClusterChange } from "../../src/actors/PageEvents.ts"
+import { type ClusterChange, PageEvents } from "../../src/actors/PageEvents.ts"
 import type { SuccessOf } from "../../src/actors/PageProtocol.ts"
-import { ToldClusters } from "../../src/actors/PageWatch.ts"
+import { PageRouter } from "../../src/actors/PageRouter.ts"
+import { PageWatch, ToldClusters } from "../../src/actors/PageWatch.ts"
 
 type Cluster = SuccessOf<"Clusters">[number]
 
@@ -95,4 +97,77 @@ describe("ToldClusters", () => {
       { type: "cluster.created", page: "p", ...cluster(2, 2) },
     ])
   })
+})
+
+/** A router whose every page lives on another runner, answering a read of the page's clusters after `readMs`. */
+const remoteRouter = (readMs: number, clusters: () => SuccessOf<"Clusters">) => {
+  let reads = 0
+  const unused = () => Effect.die("not used by PageWatch")
+  const layer = Layer.succeed(
+    PageRouter,
+    PageRouter.make({
+      sharded: true,
+      isLocal: () => false,
+      save: unused,
+      saveMany: unused,
+      predict: unused,
+      largestCluster: unused,
+      clusters: () =>
+        Effect.sleep(readMs).pipe(
+          Effect.zipRight(
+            Effect.sync(() => {
+              reads++
+              return clusters()
+            }),
+          ),
+        ),
+    }),
+  )
+  return { layer, reads: () => reads }
+}
+
+/** Watches page "p" through PageWatch over `router` for `seconds` of the TestClock; the changes told. */
+const watchFor = (
+  router: ReturnType<typeof remoteRouter>,
+  seconds: number,
+  meanwhile: () => void = () => {},
+) =>
+  Effect.gen(function* () {
+    const watch = yield* PageWatch
+    const told: Array<ClusterChange> = []
+    // Opening reads the page's clusters (taking the router's read time on the TestClock).
+    const changes = yield* Effect.fork(watch.changes("p", "250 millis"))
+    while (changes.unsafePoll() === null) yield* TestClock.adjust("10 millis")
+    const stream = yield* Fiber.join(changes)
+    yield* Effect.fork(Stream.runForEach(stream, (c) => Effect.sync(() => told.push(c))))
+    for (let s = 0; s < seconds; s++) {
+      meanwhile()
+      yield* TestClock.adjust("1 second")
+    }
+    return told
+  }).pipe(Effect.provide(PageWatch.Default), Effect.provide(router.layer), Effect.provide(PageEvents.Default))
+
+describe("PageWatch, a page on another runner", () => {
+  it.scoped("reads the owner's clusters every 250 ms and tells what grew", () =>
+    Effect.gen(function* () {
+      let count = 1
+      const router = remoteRouter(0, () => [cluster(0, count)])
+      const told = yield* watchFor(router, 10, () => {
+        count++
+      })
+      // The first read is the page's state when watching began; each later second's growth is told once.
+      expect(told.map((c) => c.count)).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+      expect(router.reads()).toBeGreaterThanOrEqual(40)
+    }),
+  )
+
+  it.scoped("reads a page whose read takes long less often: at most a twentieth of the time reading", () =>
+    Effect.gen(function* () {
+      const router = remoteRouter(100, () => [cluster(0, 1)])
+      yield* watchFor(router, 21)
+      // Each read takes 100 ms, so the next waits 2 s: 1 read on opening and about one every 2.1 s after.
+      expect(router.reads()).toBeGreaterThanOrEqual(9)
+      expect(router.reads()).toBeLessThanOrEqual(11)
+    }),
+  )
 })
