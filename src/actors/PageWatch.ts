@@ -8,9 +8,19 @@ type Clusters = SuccessOf<"Clusters">
 /**
  * A watcher waits at least this many times as long as its last read of the owner's clusters took before the next:
  * a page of thousands of clusters (a read carries every one) is read less often rather than cost its owner and
- * this runner a core per map.
+ * this runner a core per map. At most MAX_READ_GAP, though: a read that waited out a move (the engine holds a
+ * message until the page's shard has an owner again) says nothing of what reads cost, and the watcher notices a
+ * move only when it next looks.
  */
 const READ_SPACING = 20
+const MAX_READ_GAP = Duration.seconds(5)
+
+/**
+ * While the page is served here, it is still read every this many polls. Its actor tells every change it makes,
+ * but not a click its previous owner committed after this runner's first read (a runner that lets a page go may
+ * still be finishing its last batch when the shard's new owner recovers the page); a read tells those.
+ */
+const LOCAL_READ_EVERY = 8
 
 /**
  * What a watcher has been told of a page's clusters: each cluster's click count. A page's committed clusters only
@@ -79,19 +89,23 @@ export class PageWatch extends Effect.Service<PageWatch>()("actors/PageWatch", {
       )
       let wasLocal = router.isLocal(page)
       const told = new ToldClusters(Option.getOrElse(yield* ownerState, () => []))
-      // While the page stays here its actor tells every change; a page that has just arrived is read once, to
-      // tell what its previous owner did since the last read.
+      // While the page stays here its actor tells every change, and a read now and then what its previous owner
+      // committed late; a page elsewhere, or one that has just arrived, is read every time.
       const every = Duration.toMillis(pollEvery)
+      const maxGap = Math.max(every, Duration.toMillis(MAX_READ_GAP))
       let wait = every
+      let skipped = 0
       const poll = Effect.gen(function* () {
         yield* Effect.sleep(wait)
         const local = router.isLocal(page)
         const stayed = local && wasLocal
         wasLocal = local
-        if (stayed) return Option.none<Clusters>()
+        if (stayed && ++skipped < LOCAL_READ_EVERY) return Option.none<Clusters>()
+        skipped = 0
         const start = yield* Clock.currentTimeMillis
         const clusters = yield* ownerState
-        wait = Math.max(every, READ_SPACING * ((yield* Clock.currentTimeMillis) - start))
+        const took = (yield* Clock.currentTimeMillis) - start
+        wait = Option.isSome(clusters) ? Math.min(maxGap, Math.max(every, READ_SPACING * took)) : every
         return clusters
       })
       const polled = Stream.repeatEffect(poll).pipe(Stream.filterMap((clusters) => clusters))

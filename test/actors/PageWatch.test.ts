@@ -170,4 +170,16 @@ describe("PageWatch, a page on another runner", () => {
       expect(router.reads()).toBeLessThanOrEqual(11)
     }),
   )
+
+  it.scoped(
+    "waits at most 5 s between reads, however long the last one took (it may have waited out a move)",
+    () =>
+      Effect.gen(function* () {
+        const router = remoteRouter(1_000, () => [cluster(0, 1)])
+        yield* watchFor(router, 31)
+        // 1 s to read, then 5 s apart (not 20 s): on opening at 1 s, then at 7, 13, 19, 25 and 31 s.
+        expect(router.reads()).toBeGreaterThanOrEqual(5)
+        expect(router.reads()).toBeLessThanOrEqual(6)
+      }),
+  )
 })

@@ -241,7 +241,11 @@ if (postgres !== undefined) {
       }
       expect(listed.clusters.map((c) => c.count)).toEqual([4, 4, 4])
       const told = await Promise.all(
-        watchers.map((w) => w.until((events) => isDeepStrictEqual(latestClusters(events), listed.clusters))),
+        watchers.map((w) =>
+          w.until((events) => isDeepStrictEqual(latestClusters(events), listed.clusters), {
+            expected: listed.clusters,
+          }),
+        ),
       )
       for (const events of told) {
         expect(latestClusters(events)).toEqual(listed.clusters)
@@ -314,7 +318,9 @@ if (postgres !== undefined) {
           const listed = (await (
             await fetch(`${a.url}/pages/${encodeURIComponent(page.uuid)}/clusters`)
           ).json()) as { clusters: ReadonlyArray<unknown> }
-          await maps[i]!.until((events) => isDeepStrictEqual(latestClusters(events), listed.clusters))
+          await maps[i]!.until((events) => isDeepStrictEqual(latestClusters(events), listed.clusters), {
+            expected: listed.clusters,
+          })
         }),
       )
       const { verdict, replays, stored } = await checkStoredLog(fresh.current.query, run, pages)

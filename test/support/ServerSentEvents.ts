@@ -8,10 +8,10 @@ export interface EventWatcher {
   readonly text: () => string
   /** The events parsed so far. */
   readonly events: ReadonlyArray<Sse.Event>
-  /** Resolves once `enough` holds of the events, or rejects after `timeoutMs`. */
+  /** Resolves once `enough` holds of the events, or rejects after `timeoutMs` (saying what was `expected`). */
   readonly until: (
     enough: (events: ReadonlyArray<Sse.Event>) => boolean,
-    timeoutMs?: number,
+    options?: { readonly timeoutMs?: number; readonly expected?: unknown },
   ) => Promise<ReadonlyArray<Sse.Event>>
 }
 
@@ -49,12 +49,12 @@ export const watchEvents = async (url: string, page: string, signal: AbortSignal
     headers: response.headers,
     text: () => text,
     events,
-    until: async (enough, timeoutMs = 10_000) => {
+    until: async (enough, { timeoutMs = 10_000, expected } = {}) => {
       const start = Date.now()
       while (!enough(events)) {
         if (Date.now() - start > timeoutMs)
           throw new Error(
-            `not told enough within ${timeoutMs} ms (${ended ?? "the stream is open"}); told ${JSON.stringify(latestClusters(events))}`,
+            `not told enough within ${timeoutMs} ms (${ended ?? "the stream is open"}); told ${JSON.stringify(latestClusters(events))}, expected ${JSON.stringify(expected)}`,
           )
         await sleep(20)
       }
