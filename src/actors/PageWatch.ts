@@ -17,8 +17,9 @@ const MAX_READ_GAP = Duration.seconds(5)
 
 /**
  * While the page is served here, it is still read every this many polls. Its actor tells every change it makes,
- * but not a click its previous owner committed after this runner's first read (a runner that lets a page go may
- * still be finishing its last batch when the shard's new owner recovers the page); a read tells those.
+ * but not a click its previous owner committed after this runner's first read (should a runner letting a page go
+ * still be committing its last batch when the new owner recovers the page); a read tells those, and mends
+ * whatever else a watcher may have missed.
  */
 const LOCAL_READ_EVERY = 8
 
