@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Option, Stream } from "effect"
+import { Clock, Duration, Effect, Option, RcMap, Stream } from "effect"
 import { type ClusterChange, PageEvents } from "./PageEvents.ts"
 import type { SuccessOf } from "./PageProtocol.ts"
 import { PageRouter } from "./PageRouter.ts"
@@ -14,6 +14,9 @@ type Clusters = SuccessOf<"Clusters">
  */
 const READ_SPACING = 20
 const MAX_READ_GAP = Duration.seconds(5)
+
+/** How often a page served elsewhere is read, at most. */
+const READ_EVERY = Duration.millis(250)
 
 /**
  * While the page is served here, it is still read every this many polls. Its actor tells every change it makes,
@@ -65,53 +68,69 @@ export class ToldClusters {
 
 /**
  * A page's live cluster changes, wherever its actor runs. Its actor tells the changes to watchers in its own
- * process (PageEvents). In cluster mode the page may live on another runner, or move while watched: then the
- * watcher asks the page's owner for its clusters every `pollEvery` (one forwarded `Clusters` message; less often
- * for a page whose read takes long, see READ_SPACING) and tells what grew. Both sources pass through one ToldClusters, so a change is told once and a cluster's count never goes
- * back.
+ * process (PageEvents). In cluster mode the page may live on another runner, or move while watched: then its
+ * clusters are read from the page's owner every READ_EVERY (one forwarded `Clusters` message; less often for a
+ * page whose read takes long, see READ_SPACING), one series of reads per page however many watch it here, and
+ * each watcher tells what grew. Both sources pass through the watcher's ToldClusters, so a change is told once and
+ * a cluster's count never goes back.
  */
 export class PageWatch extends Effect.Service<PageWatch>()("actors/PageWatch", {
-  effect: Effect.gen(function* () {
+  scoped: Effect.gen(function* () {
     const events = yield* PageEvents
     const router = yield* PageRouter
+
+    const ownerState = (page: string) =>
+      router.clusters(page).pipe(
+        Effect.tapError((e) =>
+          Effect.logDebug(`watching page ${page}: its owner did not answer (${e._tag})`),
+        ),
+        Effect.option,
+      )
+
+    /**
+     * The page's clusters, read again and again while anyone here watches it. While the page stays here its actor
+     * tells every change, and a read now and then what its previous owner committed late; a page elsewhere, or
+     * one that has just arrived, is read every time.
+     */
+    const reads = (page: string) =>
+      Stream.suspend(() => {
+        const every = Duration.toMillis(READ_EVERY)
+        const maxGap = Math.max(every, Duration.toMillis(MAX_READ_GAP))
+        let wasLocal = router.isLocal(page)
+        let wait = every
+        let skipped = 0
+        const read = Effect.gen(function* () {
+          yield* Effect.sleep(wait)
+          const local = router.isLocal(page)
+          const stayed = local && wasLocal
+          wasLocal = local
+          if (stayed && ++skipped < LOCAL_READ_EVERY) return Option.none<Clusters>()
+          skipped = 0
+          const start = yield* Clock.currentTimeMillis
+          const clusters = yield* ownerState(page)
+          const took = (yield* Clock.currentTimeMillis) - start
+          wait = Option.isSome(clusters) ? Math.min(maxGap, Math.max(every, READ_SPACING * took)) : every
+          return clusters
+        })
+        return Stream.repeatEffect(read).pipe(Stream.filterMap((clusters) => clusters))
+      })
+
+    // Only the latest read matters to a watcher (each is the page's whole state), so a slow one skips the others.
+    const shared = yield* RcMap.make({
+      lookup: (page: string) => Stream.share(reads(page), { capacity: 1, strategy: "sliding" }),
+    })
 
     /**
      * The page's changes from now on. In cluster mode the effect reads the page's clusters first, so a watcher that
      * reads them once the stream is open misses nothing: every later click is told, and a cluster told as created
      * was founded after that read.
      */
-    const changes = Effect.fnUntraced(function* (page: string, pollEvery: Duration.DurationInput) {
+    const changes = Effect.fnUntraced(function* (page: string) {
       if (!router.sharded) return events.changes(page)
-      const ownerState = router.clusters(page).pipe(
-        Effect.tapError((e) =>
-          Effect.logDebug(`watching page ${page}: its owner did not answer (${e._tag})`),
-        ),
-        Effect.option,
-      )
-      let wasLocal = router.isLocal(page)
-      const told = new ToldClusters(Option.getOrElse(yield* ownerState, () => []))
-      // While the page stays here its actor tells every change, and a read now and then what its previous owner
-      // committed late; a page elsewhere, or one that has just arrived, is read every time.
-      const every = Duration.toMillis(pollEvery)
-      const maxGap = Math.max(every, Duration.toMillis(MAX_READ_GAP))
-      let wait = every
-      let skipped = 0
-      const poll = Effect.gen(function* () {
-        yield* Effect.sleep(wait)
-        const local = router.isLocal(page)
-        const stayed = local && wasLocal
-        wasLocal = local
-        if (stayed && ++skipped < LOCAL_READ_EVERY) return Option.none<Clusters>()
-        skipped = 0
-        const start = yield* Clock.currentTimeMillis
-        const clusters = yield* ownerState
-        const took = (yield* Clock.currentTimeMillis) - start
-        wait = Option.isSome(clusters) ? Math.min(maxGap, Math.max(every, READ_SPACING * took)) : every
-        return clusters
-      })
-      const polled = Stream.repeatEffect(poll).pipe(Stream.filterMap((clusters) => clusters))
+      const told = new ToldClusters(Option.getOrElse(yield* ownerState(page), () => []))
+      const read = Stream.unwrapScoped(RcMap.get(shared, page))
       // One stage tells both sources, in the order it sees them, so nothing told can be overtaken by an older state.
-      return Stream.merge(events.changes(page), polled).pipe(
+      return Stream.merge(events.changes(page), read).pipe(
         Stream.mapConcat(
           (item): ReadonlyArray<ClusterChange> =>
             "type" in item ? told.fresh(item) : told.since(page, item),

@@ -81,7 +81,7 @@ export const BrowserHttpLive = HttpApiBuilder.group(Api, "browser", (handlers) =
         Effect.gen(function* () {
           yield* notePage(path.page_uuid)
           // Ends when the server drains: the browser reconnects (to another instance, or to this one restarted).
-          const changes = yield* watch.changes(path.page_uuid, EventTiming.throttle)
+          const changes = yield* watch.changes(path.page_uuid)
           const body = clusterEventStream(changes, EventTiming).pipe(Stream.interruptWhen(draining.began))
           return HttpServerResponse.stream(Stream.encodeText(body), {
             contentType: "text/event-stream",

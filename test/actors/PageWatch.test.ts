@@ -136,7 +136,7 @@ const watchFor = (
     const watch = yield* PageWatch
     const told: Array<ClusterChange> = []
     // Opening reads the page's clusters (taking the router's read time on the TestClock).
-    const changes = yield* Effect.fork(watch.changes("p", "250 millis"))
+    const changes = yield* Effect.fork(watch.changes("p"))
     while (changes.unsafePoll() === null) yield* TestClock.adjust("10 millis")
     const stream = yield* Fiber.join(changes)
     yield* Effect.fork(Stream.runForEach(stream, (c) => Effect.sync(() => told.push(c))))
@@ -169,6 +169,36 @@ describe("PageWatch, a page on another runner", () => {
       expect(router.reads()).toBeGreaterThanOrEqual(9)
       expect(router.reads()).toBeLessThanOrEqual(11)
     }),
+  )
+
+  it.scoped(
+    "reads a page once per round however many watch it here, and tells each watcher every change",
+    () =>
+      Effect.gen(function* () {
+        let count = 1
+        const router = remoteRouter(0, () => [cluster(0, count)])
+        const told = yield* Effect.gen(function* () {
+          const watch = yield* PageWatch
+          const streams = yield* Effect.all([watch.changes("p"), watch.changes("p"), watch.changes("p")])
+          const told = streams.map(() => [] as Array<number>)
+          yield* Effect.forEach(streams, (stream, i) =>
+            Effect.fork(Stream.runForEach(stream, (c) => Effect.sync(() => told[i]!.push(c.count)))),
+          )
+          for (let s = 0; s < 10; s++) {
+            count++
+            yield* TestClock.adjust("1 second")
+          }
+          return told
+        }).pipe(
+          Effect.provide(PageWatch.Default),
+          Effect.provide(router.layer),
+          Effect.provide(PageEvents.Default),
+        )
+        for (const counts of told) expect(counts).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+        // Three opening reads, then one read every 250 ms for all three (three series would be about 120).
+        expect(router.reads()).toBeGreaterThanOrEqual(40)
+        expect(router.reads()).toBeLessThanOrEqual(45)
+      }),
   )
 
   it.scoped(
