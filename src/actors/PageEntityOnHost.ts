@@ -37,7 +37,8 @@ export const PageEntityOnHostLive = Page.toLayer(
       },
     ) => (late(request.headers) ? Effect.fail(expired) : host.send(page, tag, request.payload))
     return {
-      // The page's allowance is taken here, where the page is served, as PageRouter does for its local pages.
+      // The page's allowance is taken here, where the page is served, as PageRouter does for its local pages; a
+      // message that came too late takes none.
       Save: (request) =>
         late(request.headers) ? Effect.fail(expired) : limits.pageFirst(page, 1, serve("Save", request)),
       SaveMany: (request) =>

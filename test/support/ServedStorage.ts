@@ -2,7 +2,8 @@ import { afterAll, beforeAll } from "@effect/vitest"
 import { InProcessServer, type RunningServer } from "./InProcessServer.ts"
 import type { StorageMode } from "./StorageModes.ts"
 
-const started = <A>(value: A | undefined): A => {
+/** A value a `beforeAll` makes, read inside a test (fails clearly when read while registering). */
+export const started = <A>(value: A | undefined): A => {
   if (value === undefined) throw new Error("made by beforeAll: read it inside a test")
   return value
 }

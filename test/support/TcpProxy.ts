@@ -1,6 +1,6 @@
 import { createConnection, createServer, type Server, type Socket } from "node:net"
 import { afterAll, beforeAll } from "@effect/vitest"
-import { freshStorage } from "./ServedStorage.ts"
+import { freshStorage, started } from "./ServedStorage.ts"
 import { externalStorage } from "./StorageModes.ts"
 
 /**
@@ -99,10 +99,6 @@ export const proxiedDatabase = () => {
   afterAll(async () => {
     await proxy?.close()
   })
-  const started = <A>(value: A | undefined): A => {
-    if (value === undefined) throw new Error("made by beforeAll: read it inside a test")
-    return value
-  }
   return {
     get storage() {
       return storage.current
